@@ -1,0 +1,35 @@
+"""The golden cases: tests/golden/NAME.{yaml,json} -> NAME.injected.yaml (+ NAME.warnings).
+
+Regenerate after an intended change with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py`,
+then read the diff: these files are the readable spec of the mutation.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from webhook import cli
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def inputs() -> list[Path]:
+    return sorted(p for p in GOLDEN.iterdir() if p.suffix in (".yaml", ".json") and ".injected" not in p.name)
+
+
+def expected_output(case: Path) -> Path:
+    return case.with_name(case.stem + ".injected.yaml")
+
+
+def expected_warnings(case: Path) -> Path:
+    return case.with_name(case.stem + ".warnings")
+
+
+def run_inject(path: Path, *flags: str) -> tuple[int, str, str]:
+    """Run `restart-process inject -f PATH` in-process; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli.main(["inject", "-f", str(path), *flags])
+    return code, out.getvalue(), err.getvalue()

@@ -1,0 +1,99 @@
+"""Value parsers and the image-matching rule: the small pure pieces, table by table."""
+
+import pytest
+
+from webhook.contract import (
+    ContainerSettings,
+    InvalidValue,
+    parse_duration,
+    parse_entrypoint,
+    parse_paths,
+    parse_signal,
+    read_contract,
+)
+from webhook.images import image_matches, parse_repository
+
+
+@pytest.mark.parametrize(
+    "image, pattern, matches",
+    [
+        ("localhost:5000/foo-image:tilt-1a2b", "foo-image", True),
+        ("gcr.io/p/foo-image@sha256:" + "a" * 64, "foo-image", True),
+        ("foo-image", "foo-image", True),
+        ("docker.io/library/foo-image:1", "foo-image", True),
+        ("foo-image-two:latest", "foo-image", False),
+        ("foo-image/sub:latest", "foo-image", False),
+        ("registry.example.com:5000/team/bar:v2", "team/bar", True),
+        ("other/bar:v1", "team/bar", False),
+        ("localhost:5000/foo:tag", "localhost:5000/foo", True),
+        ("registry.example.com/foo:tag", "localhost:5000/foo", False),
+        ("foo:tag", "foo:other-tag", True),  # a tag in the pattern is ignored, like in Tilt
+    ],
+)
+def test_image_matching(image, pattern, matches):
+    assert image_matches(image, pattern) is matches
+
+
+def test_repository_parsing_keeps_port_out_of_the_tag():
+    assert parse_repository("localhost:5000/a/b:c") == ("localhost:5000", ("a", "b"))
+    assert parse_repository("a/b") == (None, ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('["/bin/app", "--flag"]', ("/bin/app", "--flag")),
+        ("/bin/app --name 'two words'", ("/bin/app", "--name", "two words")),
+        ('/bin/app "$HOME"', ("/bin/app", "$HOME")),  # no shell: no expansion
+    ],
+)
+def test_entrypoint_forms(text, words):
+    assert parse_entrypoint(text) == words
+
+
+@pytest.mark.parametrize("text", ["", "   ", "[]", '[1, 2]', '{"a": 1}', "[not json", "'open"])
+def test_bad_entrypoints_are_rejected(text):
+    with pytest.raises(InvalidValue):
+        parse_entrypoint(text)
+
+
+@pytest.mark.parametrize("good", ["0ms", "250ms", "5s", "1m", "120s"])
+def test_durations(good):
+    assert parse_duration(good) == good
+
+
+@pytest.mark.parametrize("bad", ["5", "1.5s", "-1s", "1h", "s", "5 s", "1m30s", ""])
+def test_bad_durations(bad):
+    with pytest.raises(InvalidValue):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("given, normal", [("TERM", "TERM"), ("SIGINT", "INT"), ("usr1", "USR1"), ("9", "9")])
+def test_signals(given, normal):
+    assert parse_signal(given) == normal
+
+
+@pytest.mark.parametrize("bad", ["BOOM", "0", "65", "-1", "SIG"])
+def test_bad_signals(bad):
+    with pytest.raises(InvalidValue):
+        parse_signal(bad)
+
+
+def test_watch_paths_are_split_and_trimmed():
+    assert parse_paths("/a, /b/c ,/d") == ("/a", "/b/c", "/d")
+    with pytest.raises(InvalidValue):
+        parse_paths("/a,,/b")
+
+
+def test_wrapper_options_only_for_given_settings():
+    assert ContainerSettings().wrapper_options() == []
+    options = ContainerSettings(watch=("/a", "/b"), debounce="1s").wrapper_options()
+    assert options == ["--watch=/a", "--watch=/b", "--debounce=1s"]
+
+
+def test_custom_prefix():
+    contract, problems = read_contract({"example.com/enabled": "true", "example.com/debounce": "1s"}, "example.com")
+    assert contract.opted_in and contract.every_container and not problems
+    assert contract.settings_for("app", "example.com").debounce == "1s"
+    other, _ = read_contract({"restart-process.dev/enabled": "true"}, "example.com")
+    assert not other.opted_in

@@ -1,0 +1,43 @@
+"""Golden files: the CLI's output for each case, and each case re-run on its own output (idempotence)."""
+
+import os
+
+import pytest
+import yaml
+
+from .golden_cases import expected_output, expected_warnings, inputs, run_inject
+
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+@pytest.mark.parametrize("case", inputs(), ids=lambda p: p.name)
+def test_golden_output(case):
+    code, out, err = run_inject(case)
+    assert code == 0, err
+    if UPDATE:
+        expected_output(case).write_text(out)
+        if err:
+            expected_warnings(case).write_text(err)
+        elif expected_warnings(case).exists():
+            expected_warnings(case).unlink()
+    assert out == expected_output(case).read_text()
+    warnings = expected_warnings(case)
+    assert err == (warnings.read_text() if warnings.exists() else "")
+    for line in err.splitlines():
+        assert line.startswith("restart-process: "), line
+
+
+@pytest.mark.parametrize("case", inputs(), ids=lambda p: p.name)
+def test_golden_is_idempotent(case, tmp_path):
+    """Injecting into the injected output changes nothing: safe under reinvocationPolicy: IfNeeded."""
+    once = tmp_path / "once.yaml"
+    once.write_text(expected_output(case).read_text())
+    code, twice, err = run_inject(once)
+    assert code == 0, err
+    assert list(yaml.safe_load_all(twice)) == list(yaml.safe_load_all(once.read_text()))
+
+
+def test_every_injected_case_changes_something():
+    """Guard against a golden set that silently stopped injecting anything."""
+    injected = [c for c in inputs() if "restart-process.dev/injected" in expected_output(c).read_text()]
+    assert len(injected) >= 12
