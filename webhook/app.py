@@ -1,0 +1,118 @@
+"""The HTTP shell: FastAPI routes around `admission.review`, plus health, readiness and metrics.
+
+Nothing a client sends may produce a 5xx: unreadable bodies get 400, oversized ones 413,
+and an internal error on a valid review is answered `allowed: true` by `admission.review`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from . import admission
+from .config import InjectorConfig
+
+# An AdmissionReview carries one object of at most ~3 MiB (the apiserver's request limit);
+# twice that leaves room for encoding overhead and still refuses absurd bodies early.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+
+log = logging.getLogger("restart_process.admission")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True) -> FastAPI:
+    """`ready` says whether a serving certificate is loaded (the server's TLS shell knows)."""
+    app = FastAPI(title="restart-process-webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    registry = CollectorRegistry()
+    admissions = Counter(
+        "restart_process_admissions", "Admission reviews answered, by outcome.", ["outcome"], registry=registry
+    )
+    for outcome in ("injected", "skipped", "invalid", "error"):
+        admissions.labels(outcome)  # export zeros, so a rate() works from the first scrape
+    latency = Histogram(
+        "restart_process_admission_duration_seconds",
+        "Time to answer one admission review.",
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        registry=registry,
+    )
+    app.state.config = config
+    app.state.metrics = registry
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            raw = await _read_limited(request, MAX_BODY_BYTES)
+        except _BodyTooLarge:
+            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            return _error(400, f"request body is not JSON: {error}")
+        try:
+            answer, outcome = admission.review(body, config)
+        except admission.BadReview as error:
+            return _error(400, str(error))
+        elapsed = time.perf_counter() - started
+        admissions.labels(outcome.outcome).inc()
+        latency.observe(elapsed)
+        _log(outcome, elapsed)
+        return JSONResponse(answer)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ready():
+            return PlainTextResponse("ok")
+        return PlainTextResponse("no serving certificate loaded", status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _log(outcome: admission.Outcome, elapsed: float) -> None:
+    fields = {
+        "uid": outcome.uid,
+        "namespace": outcome.namespace,
+        "pod": outcome.pod,
+        "outcome": outcome.outcome,
+        "wrapped": list(outcome.wrapped),
+        "warnings": list(outcome.warnings),
+        "duration_ms": round(elapsed * 1000, 3),
+    }
+    if outcome.error is not None:
+        log.error("admission", extra={"fields": fields}, exc_info=outcome.error)
+    else:
+        log.info("admission", extra={"fields": fields})
