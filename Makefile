@@ -1,0 +1,59 @@
+# The two commands a newcomer types are `make run` and `make test`; everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VERSION := $(shell cat VERSION)
+BUILD := build
+
+# The wrapper is copied into every wrapped container: static, small, warnings are errors.
+# MUSL_CC is expanded lazily (=), so a musl-gcc that `packages` just installed is found.
+WRAPPER_SRC := $(wildcard wrapper/*.c)
+WRAPPER_HDR := $(wildcard wrapper/*.h)
+CSTD := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -DRW_VERSION='"$(VERSION)"'
+MUSL_CC = $(shell command -v musl-gcc 2>/dev/null)
+WRAPPER_CC = $(if $(MUSL_CC),$(MUSL_CC),$(CC))
+SMALL := -Os -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections -fno-asynchronous-unwind-tables
+
+.PHONY: run test test-python test-wrapper wrapper wrapper-asan packages bench clean
+
+run: $(VENV)/.installed
+	$(BIN)/restart-process serve --host 127.0.0.1 --port 8443
+
+test: packages $(VENV)/.installed wrapper wrapper-asan
+	$(BIN)/pytest
+
+packages:
+	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr
+
+$(VENV)/.installed: pyproject.toml VERSION
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+wrapper: $(BUILD)/restart-wrapper $(BUILD)/chroot-probe
+
+wrapper-asan: $(BUILD)/restart-wrapper-asan
+
+$(BUILD)/restart-wrapper: $(WRAPPER_SRC) $(WRAPPER_HDR) VERSION | packages
+	@mkdir -p $(BUILD)
+	$(if $(MUSL_CC),,@echo "musl-gcc not found: falling back to $(CC) -static (a larger binary)")
+	$(WRAPPER_CC) $(CSTD) $(SMALL) -o $@ $(WRAPPER_SRC)
+
+# Sanitizers need the dynamic glibc runtime; the tests run this build through the same suite.
+$(BUILD)/restart-wrapper-asan: $(WRAPPER_SRC) $(WRAPPER_HDR) VERSION
+	@mkdir -p $(BUILD)
+	$(CC) $(CSTD) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $(WRAPPER_SRC)
+
+# A static program with no libc dependency for the chroot test: proof the wrapper needs nothing else.
+$(BUILD)/chroot-probe: tests/wrapper/chroot_probe.c | packages
+	@mkdir -p $(BUILD)
+	$(WRAPPER_CC) $(CSTD) $(SMALL) -o $@ $<
+
+bench: $(VENV)/.installed wrapper
+	$(BIN)/python benchmarks/wrapper_restart.py
+	$(BIN)/python benchmarks/mutate_load.py
+
+clean:
+	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,147 @@
+"""Signals and reaping: the wrapper as a correct init (PID 1) and as a child subreaper."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from .harness import ENV, Wrapper, alive, processes, wait_until
+
+# Fault signals stay unblocked (a crash must crash, not hang), so they are not forwarded;
+# SIGKILL/SIGSTOP cannot be caught; SIGCHLD is the wrapper's own business.
+NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE,
+                 signal.SIGILL, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS}
+SHUTDOWN = [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP]
+FORWARDED = [s for s in range(1, 32) if s not in NOT_FORWARDED and s not in SHUTDOWN] + [
+    signal.SIGRTMIN + 1, signal.SIGRTMAX - 1]
+
+
+def test_every_catchable_signal_is_forwarded(wrapper, tmp_path):
+    w = Wrapper(wrapper, tmp_path, "signals")
+    try:
+        assert w.process.stdout.readline() == b"ready\n"
+        for sig in FORWARDED:
+            w.signal(sig)
+            assert w.process.stdout.readline() == f"{int(sig)}\n".encode(), f"signal {sig}"
+        assert len(w.starts()) == 1  # forwarding never restarts
+    finally:
+        w.stop()
+
+
+@pytest.mark.parametrize("sig", SHUTDOWN)
+def test_shutdown_signals_are_forwarded_then_the_wrapper_exits(wrapper, tmp_path, sig):
+    w = Wrapper(wrapper, tmp_path, "signals", options=["--stop-timeout=1s"])
+    assert w.process.stdout.readline() == b"ready\n"
+    w.signal(sig)
+    assert w.process.stdout.readline() == f"{int(sig)}\n".encode()
+    # The child handled it and lives on; after the stop timeout it is killed and we exit 128+9.
+    assert w.stop(timeout=15) == 128 + signal.SIGKILL
+    assert "did not stop within" in w.stderr()
+
+
+def test_shutdown_waits_for_a_graceful_child(wrapper, tmp_path):
+    w = Wrapper(wrapper, tmp_path, "trap-term", "0.3")
+    started = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.process.wait(timeout=10) == 0  # the child's own clean exit status
+    assert 0.25 < time.monotonic() - started < 3
+    assert w.lines("term") and "SIGKILL" not in w.stderr()
+    w.stop()
+
+
+def test_a_pipeline_of_grandchildren_dies_with_the_group(wrapper, tmp_path):
+    process = subprocess.Popen([str(wrapper), "run", "--", "/bin/sh", "-c", "sleep 1000 | sleep 1001 | cat"],
+                               env=ENV)
+    group = process.pid
+
+    def pipeline():
+        children = [p for p, i in processes().items() if i["ppid"] == process.pid]
+        return children and [p for p, i in processes().items() if i["pgid"] == children[0]]
+
+    # sh and its three pipeline members share the group the wrapper made for its child.
+    members_of_group = wait_until(lambda: len(pipeline() or []) >= 4 and pipeline(), what="the pipeline")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    assert not [pid for pid in members_of_group if alive(pid)]
+
+
+ORPHANS = textwrap.dedent("""
+    # 100 orphans: each subshell exits at once, leaving its sleep to be re-parented.
+    i=0; while [ $i -lt 100 ]; do (sleep 0.2 &); i=$((i+1)); done
+    echo "parent $PPID"
+    sleep 1.5
+    # Zombies left anywhere in this PID namespace:
+    n=0; for s in /proc/[0-9]*/stat; do read -r line < "$s" 2>/dev/null || continue
+      case "${line##*) }" in Z*) n=$((n+1));; esac; done
+    echo "zombies $n"
+""")
+
+
+def run_orphans_in_pid_namespace(init: list[str]) -> dict:
+    result = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *init, "/bin/sh", "-c", ORPHANS],
+                            capture_output=True, text=True, timeout=30, env=ENV)
+    return dict(line.split() for line in result.stdout.splitlines()), result
+
+
+def test_orphans_are_reaped_as_pid_1(wrapper):
+    values, result = run_orphans_in_pid_namespace([str(wrapper), "run", "--"])
+    assert values["parent"] == "1", result.stderr  # the wrapper is PID 1
+    assert values["zombies"] == "0"
+    assert result.returncode == 0
+
+
+def test_the_zombie_count_would_see_a_non_reaping_init():
+    """Control: the same script under a PID 1 that never reaps orphans leaves zombies behind."""
+    non_reaping = [sys.executable, "-c", "import subprocess,sys; sys.exit(subprocess.call(sys.argv[1:]))"]
+    values, _ = run_orphans_in_pid_namespace(non_reaping)
+    assert int(values["zombies"]) >= 50
+
+
+def test_orphans_are_reaped_as_a_subreaper(wrapper, tmp_path):
+    marker = tmp_path / "orphans-started"
+    script = f"i=0; while [ $i -lt 100 ]; do (sleep 0.3 &); i=$((i+1)); done; touch {marker}; sleep 1000"
+    process = subprocess.Popen([str(wrapper), "run", "--", "/bin/sh", "-c", script],
+                               env=ENV)
+    try:
+        wait_until(marker.exists, what="orphans")
+        adopted = [p for p, i in processes().items() if i["ppid"] == process.pid]
+        assert len(adopted) >= 50  # the orphans came to us, not to the machine's init
+        time.sleep(1.0)  # they have all exited by now
+        zombies = [p for p, i in processes().items() if i["ppid"] == process.pid and i["state"] == "Z"]
+        assert zombies == []
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_sigchld_and_sigurg_sent_to_the_wrapper_do_not_break_restarts(wrapper, tmp_path):
+    """Tilt's wrapper forwarded SIGCHLD and entr stopped restarting (tilt-extensions#626)."""
+    w = Wrapper(wrapper, tmp_path)
+    try:
+        for _ in range(5):
+            w.signal(signal.SIGCHLD)
+            w.signal(signal.SIGURG)
+        w.restart_file.write_text("go")
+        w.assert_starts_stay(2)
+    finally:
+        w.stop()
+
+
+def test_stdin_and_working_directory_pass_through(wrapper, tmp_path):
+    result = subprocess.run([str(wrapper), "run", "--", "/bin/sh", "-c", "pwd; cat"], input="piped\n",
+                            capture_output=True, text=True, cwd=tmp_path, timeout=10,
+                            env=ENV)
+    assert result.stdout.splitlines() == [str(tmp_path), "piped"]
+
+
+def test_the_child_gets_the_signal_mask_the_wrapper_inherited(wrapper, tmp_path):
+    """Blocked and ignored signals as inherited, not the wrapper's own all-blocked mask (tini's sigconf test)."""
+    script = "grep -E '^Sig(Blk|Ign):' /proc/self/status"
+    inherited = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True).stdout
+    wrapped = subprocess.run([str(wrapper), "run", "--", "/bin/sh", "-c", script], capture_output=True, text=True,
+                             env=ENV).stdout
+    assert wrapped == inherited

@@ -1,0 +1,137 @@
+/*
+ * `install DIR` and `trigger`: the two file operations, both needing no shell in the image.
+ */
+#include "install.h"
+
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int make_dirs(const char *dir)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+		rw_log("install: path too long: %s", dir);
+		return -1;
+	}
+	for (char *p = path + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char end = *p;
+		*p = '\0';
+		/* An existing ancestor we may not write to fails with EACCES, not EEXIST. */
+		struct stat st;
+		if (mkdir(path, 0755) < 0 && errno != EEXIST && !(stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
+			rw_log("install: cannot create %s: %s", path, strerror(errno));
+			return -1;
+		}
+		if (end == '\0')
+			return 0;
+		*p = '/';
+	}
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Our own executable: /proc/self/exe when /proc is mounted, else the path we were run by. */
+static int open_self(void)
+{
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	const char *execfn = (const char *)getauxval(AT_EXECFN);
+	return execfn ? open(execfn, O_RDONLY | O_CLOEXEC) : -1;
+}
+
+int install(const char *dir)
+{
+	char target[PATH_MAX], temporary[PATH_MAX];
+	if (make_dirs(dir) < 0)
+		return 1;
+	if (snprintf(target, sizeof target, "%s/restart-wrapper", dir) >= (int)sizeof target ||
+	    snprintf(temporary, sizeof temporary, "%s/.restart-wrapper.%d", dir, (int)getpid()) >=
+		    (int)sizeof temporary) {
+		rw_log("install: path too long: %s", dir);
+		return 1;
+	}
+	int in = open_self();
+	if (in < 0) {
+		rw_log("install: cannot open this executable: %s", strerror(errno));
+		return 1;
+	}
+	/* Copy to a temporary name and rename: a reader never sees a half-written binary. */
+	int out = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	if (out < 0) {
+		rw_log("install: cannot create %s: %s", temporary, strerror(errno));
+		close(in);
+		return 1;
+	}
+	char buffer[64 * 1024];
+	ssize_t n;
+	int failed = 0;
+	while ((n = read(in, buffer, sizeof buffer)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(out, buffer, (size_t)n) < 0) {
+			failed = errno;
+			break;
+		}
+	}
+	/* fchmod because the umask may have taken bits away from 0755. */
+	if (!failed && (fchmod(out, 0755) < 0 || fsync(out) < 0))
+		failed = errno;
+	if (close(out) < 0 && !failed)
+		failed = errno;
+	close(in);
+	if (!failed && rename(temporary, target) < 0)
+		failed = errno;
+	if (failed) {
+		rw_log("install: cannot write %s: %s", target, strerror(failed));
+		unlink(temporary);
+		return 1;
+	}
+	rw_log("installed %s", target);
+	return 0;
+}
+
+int trigger(const char *restart_file)
+{
+	/* Any completed write is a trigger; the time makes the file useful to a human too. */
+	int fd = open(restart_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		rw_log("trigger: cannot open %s: %s", restart_file, strerror(errno));
+		return 1;
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	char line[32];
+	int len = snprintf(line, sizeof line, "%lld\n", (long long)now.tv_sec);
+	int failed = write_all(fd, line, (size_t)len) < 0 ? errno : 0;
+	if (close(fd) < 0 && !failed)
+		failed = errno;
+	if (failed) {
+		rw_log("trigger: cannot write %s: %s", restart_file, strerror(failed));
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,405 @@
+/*
+ * The supervisor: run COMMAND, restart it on a trigger, behave as a correct PID 1.
+ *
+ * Reads in the order a process lives:
+ *   1. configure signals: block them all (bar faults) and read them from a signalfd;
+ *      become a child subreaper when not PID 1, so orphans still come back to us;
+ *   2. spawn COMMAND in its own process group, with the signal mask we inherited;
+ *   3. loop: reap every child on SIGCHLD; forward every other signal to the group;
+ *      TERM/INT/QUIT/HUP mean shut down; file changes mean restart;
+ *   4. stop = stop signal to the group, SIGKILL at the deadline, then kill whatever
+ *      descendants remain (a `setsid` grandchild holding a port included);
+ *   5. exit with COMMAND's status, or 128+N when a signal N killed it.
+ *
+ * All state lives in one struct supervisor; there is no other global state.
+ */
+#include "supervise.h"
+
+#include "common.h"
+#include "watch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long to wait for SIGKILLed remnants to be reaped before carrying on regardless. */
+#define REMNANT_GRACE_MS 2000
+/* --watch changes restart after a quiet period, but never later than this after the first one,
+ * so a tree that is written to continuously still restarts. */
+#define DEBOUNCE_CAP_FACTOR 10
+#define DEBOUNCE_CAP_MIN_MS 1000
+
+struct supervisor {
+	const struct run_options *opt;
+	sigset_t inherited_mask;
+	int signal_fd;
+	struct watcher *watcher;
+
+	pid_t child;         /* also its process group; 0 when nothing runs */
+	int status;          /* the last exit status to report */
+	bool stopping;       /* a stop signal went out, waiting for the child to go */
+	bool killed;         /* the deadline passed and SIGKILL went out */
+	int64_t deadline;    /* when to SIGKILL a stopping child */
+	bool restart;        /* start again once the child is gone */
+	bool shutting_down;  /* exit once the child is gone */
+	char cause[PATH_MAX + 96];
+
+	/* --watch changes waiting out the quiet period */
+	bool pending;
+	int64_t pending_first;
+	int64_t pending_last;
+	char pending_what[PATH_MAX + 64];
+};
+
+/* --- 1. signals ------------------------------------------------------------------------ */
+
+static bool is_fault_signal(int sig)
+{
+	/* Raised by our own faults; blocking them would make a crash hang instead. */
+	return sig == SIGFPE || sig == SIGILL || sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT ||
+	       sig == SIGTRAP || sig == SIGSYS;
+}
+
+static int configure_signals(struct supervisor *s)
+{
+	sigset_t all;
+	if (sigfillset(&all) < 0) {
+		rw_log("sigfillset: %s", strerror(errno));
+		return -1;
+	}
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (is_fault_signal(sig))
+			sigdelset(&all, sig);
+	if (sigprocmask(SIG_SETMASK, &all, &s->inherited_mask) < 0) {
+		rw_log("sigprocmask: %s", strerror(errno));
+		return -1;
+	}
+	s->signal_fd = signalfd(-1, &all, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s->signal_fd < 0) {
+		rw_log("signalfd: %s", strerror(errno));
+		return -1;
+	}
+	/* As PID 1 every orphan is ours already; otherwise ask for them. */
+	if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		rw_log("cannot become a child subreaper (%s): orphans of COMMAND will not be reaped or stopped",
+		       strerror(errno));
+	return 0;
+}
+
+/* --- 2. spawn -------------------------------------------------------------------------- */
+
+static int spawn(struct supervisor *s)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		rw_log("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		/* Own process group, so a stop reaches COMMAND's children too. With a terminal,
+		 * take the foreground (SIGTTOU is still blocked here, so this cannot stop us). */
+		if (setpgid(0, 0) < 0)
+			rw_log("setpgid: %s", strerror(errno));
+		if (isatty(STDIN_FILENO) && tcsetpgrp(STDIN_FILENO, getpid()) < 0 && errno != ENOTTY)
+			rw_log("tcsetpgrp: %s", strerror(errno));
+		if (sigprocmask(SIG_SETMASK, &s->inherited_mask, NULL) < 0)
+			rw_log("sigprocmask: %s", strerror(errno));
+		execvp(s->opt->command[0], s->opt->command);
+		int error = errno;
+		rw_log("cannot run %s: %s", s->opt->command[0], strerror(error));
+		_exit(error == ENOENT || error == ENOTDIR ? 127 : 126);
+	}
+	/* Set it from this side too, so the group exists before we ever signal it. */
+	if (setpgid(pid, pid) < 0 && errno != EACCES && errno != ESRCH)
+		rw_log("setpgid(%d): %s", (int)pid, strerror(errno));
+	s->child = pid;
+	s->stopping = s->killed = s->restart = false;
+	return 0;
+}
+
+/* --- 3. the loop's helpers -------------------------------------------------------------- */
+
+static int exit_status(int wait_status)
+{
+	if (WIFEXITED(wait_status))
+		return WEXITSTATUS(wait_status);
+	if (WIFSIGNALED(wait_status))
+		return (128 + WTERMSIG(wait_status)) & 0xff;
+	return 1;
+}
+
+/* Reap every child that has exited (merged SIGCHLDs included). True when COMMAND was among them. */
+static bool reap(struct supervisor *s)
+{
+	bool main_exited = false;
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid <= 0)
+			return main_exited; /* 0: none ready; ECHILD: no children at all */
+		if (pid == s->child) {
+			s->status = exit_status(status);
+			main_exited = true;
+		}
+	}
+}
+
+static void signal_group(struct supervisor *s, int sig)
+{
+	if (s->child > 0 && kill(-s->child, sig) < 0 && errno != ESRCH)
+		rw_log("kill(-%d, %d): %s", (int)s->child, sig, strerror(errno));
+}
+
+/* SIGKILL every child of ours and its process group; returns how many were found.
+ * Needs /proc; without it (a bare chroot) only the process group is stopped. */
+static int kill_children(void)
+{
+	DIR *proc = opendir("/proc");
+	if (proc == NULL)
+		return 0;
+	pid_t self = getpid();
+	int found = 0;
+	struct dirent *de;
+	while ((de = readdir(proc)) != NULL) {
+		char path[64], stat[512];
+		pid_t pid = (pid_t)atoi(de->d_name);
+		if (pid <= 0 || pid == self)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		FILE *f = fopen(path, "re");
+		if (f == NULL)
+			continue;
+		size_t n = fread(stat, 1, sizeof stat - 1, f);
+		fclose(f);
+		stat[n] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
+		char *close = strrchr(stat, ')');
+		char state;
+		int ppid;
+		if (close == NULL || sscanf(close + 1, " %c %d", &state, &ppid) != 2 || ppid != self)
+			continue;
+		found++;
+		if (kill(-pid, SIGKILL) < 0 && kill(pid, SIGKILL) < 0 && errno != ESRCH)
+			rw_log("kill(%d): %s", (int)pid, strerror(errno));
+	}
+	if (closedir(proc) < 0)
+		rw_log("closedir(/proc): %s", strerror(errno));
+	return found;
+}
+
+/* Reap whatever has exited, without waiting. True while children remain. */
+static bool children_remain(void)
+{
+	for (;;) {
+		pid_t pid = waitpid(-1, NULL, WNOHANG);
+		if (pid > 0 || (pid < 0 && errno == EINTR))
+			continue;
+		return pid == 0; /* -1 with ECHILD: none left */
+	}
+}
+
+/* After COMMAND is gone: nothing it started may outlive it (ports, locks, double output). */
+static void kill_remnants(struct supervisor *s)
+{
+	pid_t group = s->child;
+	s->child = 0;
+	if (kill(-group, SIGKILL) < 0 && errno != ESRCH)
+		rw_log("kill(-%d): %s", (int)group, strerror(errno));
+	int64_t give_up = rw_now_ms() + REMNANT_GRACE_MS;
+	/* Killing a child reparents its own children to us, so look again until none remain. */
+	while (children_remain() && kill_children() > 0) {
+		if (rw_now_ms() > give_up) {
+			rw_log("some processes COMMAND started did not die within %dms", REMNANT_GRACE_MS);
+			return;
+		}
+		struct timespec pause = {.tv_nsec = 1000000};
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void begin_stop(struct supervisor *s, int sig, int64_t now)
+{
+	if (s->stopping)
+		return; /* keep the first deadline: triggers and signals never extend a stop */
+	s->stopping = true;
+	s->deadline = now + s->opt->stop_timeout_ms;
+	signal_group(s, sig);
+}
+
+static void request_restart(struct supervisor *s, const char *cause, int64_t now)
+{
+	if (s->shutting_down)
+		return;
+	if (s->child == 0) {
+		/* --exit-policy=continue, COMMAND had exited: this trigger starts it again. */
+		rw_log("starting %s: %s", s->opt->command[0], cause);
+		if (spawn(s) < 0)
+			rw_log("will try again on the next change");
+		return;
+	}
+	if (s->stopping && s->restart)
+		return; /* collapses into the restart already under way */
+	rw_log("restarting %s: %s", s->opt->command[0], cause);
+	s->restart = true;
+	begin_stop(s, s->opt->stop_signal, now);
+}
+
+static bool is_shutdown_signal(int sig)
+{
+	return sig == SIGTERM || sig == SIGINT || sig == SIGQUIT || sig == SIGHUP;
+}
+
+/* Returns false when the wrapper should exit now (nothing runs and a shutdown was asked). */
+static bool handle_signals(struct supervisor *s, int64_t now)
+{
+	struct signalfd_siginfo info;
+	for (;;) {
+		ssize_t n = read(s->signal_fd, &info, sizeof info);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof info)
+			break; /* EAGAIN: all read */
+		int sig = (int)info.ssi_signo;
+		if (sig == SIGCHLD)
+			continue; /* reaping runs after every wake-up; see supervise() */
+		signal_group(s, sig);
+		if (is_shutdown_signal(sig)) {
+			s->shutting_down = true;
+			s->restart = false;
+			if (s->child == 0)
+				return false;
+			snprintf(s->cause, sizeof s->cause, "received signal %d", sig);
+			/* The signal itself was forwarded; start the clock without sending another. */
+			if (!s->stopping) {
+				s->stopping = true;
+				s->deadline = now + s->opt->stop_timeout_ms;
+			}
+		}
+	}
+	return true;
+}
+
+static void take_changes(struct supervisor *s, int64_t now)
+{
+	struct change c = {0};
+	watcher_collect(s->watcher, now, &c);
+	if (c.restart_file) {
+		char cause[sizeof c.what + 16];
+		snprintf(cause, sizeof cause, "%s changed", c.what);
+		s->pending = false; /* the restart covers pending tree changes too */
+		request_restart(s, cause, now);
+	} else if (c.tree) {
+		if (!s->pending) {
+			s->pending = true;
+			s->pending_first = now;
+			snprintf(s->pending_what, sizeof s->pending_what, "%s", c.what);
+		}
+		s->pending_last = now;
+	}
+}
+
+static int64_t debounce_due(const struct supervisor *s)
+{
+	int64_t cap = s->opt->debounce_ms * DEBOUNCE_CAP_FACTOR;
+	if (cap < DEBOUNCE_CAP_MIN_MS)
+		cap = DEBOUNCE_CAP_MIN_MS;
+	int64_t quiet = s->pending_last + s->opt->debounce_ms;
+	int64_t latest = s->pending_first + cap;
+	return quiet < latest ? quiet : latest;
+}
+
+static int poll_timeout(const struct supervisor *s, int64_t now)
+{
+	int64_t due = -1;
+	if (s->stopping && !s->killed)
+		due = s->deadline;
+	if (s->pending && (due < 0 || debounce_due(s) < due))
+		due = debounce_due(s);
+	int64_t next_poll = watcher_next_poll(s->watcher);
+	if (next_poll >= 0 && (due < 0 || next_poll < due))
+		due = next_poll;
+	if (due < 0)
+		return -1; /* idle: sleep until a signal or an event, no CPU */
+	return due <= now ? 0 : (int)(due - now > 60000 ? 60000 : due - now);
+}
+
+/* --- the loop -------------------------------------------------------------------------- */
+
+static int run_loop(struct supervisor *s);
+
+int supervise(const struct run_options *opt)
+{
+	struct supervisor s = {.opt = opt, .signal_fd = -1};
+	if (configure_signals(&s) < 0)
+		return 1;
+	s.watcher = watcher_open(opt->restart_file, opt->watch, opt->nwatch, opt->poll_ms);
+	if (s.watcher == NULL) {
+		rw_log("out of memory");
+		return 1;
+	}
+	int status = spawn(&s) < 0 ? 1 : run_loop(&s);
+	watcher_close(s.watcher);
+	if (close(s.signal_fd) < 0)
+		rw_log("close(signalfd): %s", strerror(errno));
+	return status;
+}
+
+/* Returns the wrapper's exit status once it is time to go. */
+static int run_loop(struct supervisor *s)
+{
+	const struct run_options *opt = s->opt;
+	for (;;) {
+		struct pollfd fds[2] = {
+			{.fd = s->signal_fd, .events = POLLIN},
+			{.fd = watcher_fd(s->watcher), .events = POLLIN},
+		};
+		int64_t now = rw_now_ms();
+		if (poll(fds, fds[1].fd >= 0 ? 2 : 1, poll_timeout(s, now)) < 0 && errno != EINTR) {
+			rw_log("poll: %s", strerror(errno));
+			return 1;
+		}
+		now = rw_now_ms();
+
+		if (!handle_signals(s, now))
+			return 0; /* shut down while nothing was running */
+		take_changes(s, now);
+		if (s->pending && now >= debounce_due(s)) {
+			char cause[sizeof s->pending_what + 16];
+			snprintf(cause, sizeof cause, "%s changed", s->pending_what);
+			s->pending = false;
+			request_restart(s, cause, now);
+		}
+		if (s->stopping && !s->killed && now >= s->deadline) {
+			rw_log("%s did not stop within %lldms; sending SIGKILL", opt->command[0],
+			       (long long)opt->stop_timeout_ms);
+			s->killed = true;
+			signal_group(s, SIGKILL);
+		}
+
+		if (!reap(s))
+			continue;
+		kill_remnants(s);
+		s->stopping = s->killed = false;
+		if (s->shutting_down)
+			return s->status;
+		if (s->restart) {
+			if (spawn(s) < 0)
+				return 1;
+			continue;
+		}
+		if (!opt->exit_continue)
+			return s->status;
+		rw_log("%s exited with status %d; waiting for a change to start it again", opt->command[0], s->status);
+	}
+}
