@@ -11,10 +11,9 @@ import base64
 import json
 from dataclasses import dataclass
 
-import jsonpatch
-
 from .config import InjectorConfig
 from .mutate import INJECTED, SKIPPED, mutate_pod
+from .patch import diff
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 ERROR = "error"
@@ -49,7 +48,7 @@ def review(body: object, config: InjectorConfig) -> tuple[dict, Outcome]:
     name = _pod_name(pod)
     try:
         mutation = mutate_pod(pod, config, namespace)
-        patch = jsonpatch.make_patch(pod, mutation.pod).patch if mutation.pod is not pod else []
+        patch = diff(pod, mutation.pod) if mutation.pod is not pod else []
     except Exception as error:  # our bug must never block a pod: fail open, loudly
         warning = "restart-process: internal error, pod admitted unchanged; see the webhook's log"
         return _response(body, uid, warnings=[warning]), Outcome(uid, ERROR, namespace, name, (), (warning,), error)

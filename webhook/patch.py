@@ -1,0 +1,65 @@
+"""A JSON Patch (RFC 6902) from one JSON document to another (pure).
+
+`jsonpatch.make_patch` searches lists for moved elements, which made it 80% of an
+admission's cost (about 1.2 ms of 1.5 ms for a typical pod). Our mutations only insert,
+append and edit in place, so a structural diff is enough and much cheaper: per list,
+strip the common prefix and suffix, recurse where the middles line up, and add or remove
+the rest. Insertions into arrays of objects (initContainers, volumes, volumeMounts) come
+out as `add` operations; a changed list of plain values (a command) is replaced whole.
+The tests check every patch by applying it with `jsonpatch` to random documents.
+"""
+
+from __future__ import annotations
+
+
+def diff(before, after, path: str = "") -> list[dict]:
+    if _same(before, after):
+        return []
+    if isinstance(before, dict) and isinstance(after, dict):
+        ops = []
+        for key in before:
+            if key not in after:
+                ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
+        for key, value in after.items():
+            if key in before:
+                ops += diff(before[key], value, f"{path}/{_escape(key)}")
+            else:
+                ops.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
+        return ops
+    if isinstance(before, list) and isinstance(after, list):
+        return _diff_lists(before, after, path)
+    return [{"op": "replace", "path": path, "value": after}]
+
+
+def _diff_lists(before: list, after: list, path: str) -> list[dict]:
+    if not any(isinstance(v, (dict, list)) for v in before + after):
+        # A list of plain values (a command line) reads best replaced whole.
+        return [{"op": "replace", "path": path, "value": after}]
+    start = 0
+    while start < len(before) and start < len(after) and _same(before[start], after[start]):
+        start += 1
+    end_before, end_after = len(before), len(after)
+    while end_before > start and end_after > start and _same(before[end_before - 1], after[end_after - 1]):
+        end_before -= 1
+        end_after -= 1
+    if end_before - start == end_after - start:  # same shape: edit each element in place
+        return [op for i in range(start, end_before) for op in diff(before[i], after[i], f"{path}/{i}")]
+    # Remove from the back so indices stay valid, then add in order.
+    ops = [{"op": "remove", "path": f"{path}/{i}"} for i in range(end_before - 1, start - 1, -1)]
+    ops += [{"op": "add", "path": f"{path}/{i}", "value": after[i]} for i in range(start, end_after)]
+    return ops
+
+
+def _same(a, b) -> bool:
+    """Equality that keeps JSON's types apart (Python says True == 1 == 1.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")  # annotation keys contain "/"
