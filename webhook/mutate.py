@@ -82,10 +82,8 @@ def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None) 
     if conflicts:
         return _unchanged(pod, warnings + conflicts)
 
-    mutated = copy.deepcopy(pod)
-    _inject(mutated, to_wrap, config)
     return Mutation(
-        mutated,
+        _inject(pod, to_wrap, config),
         INJECTED,
         tuple(_say(w) for w in warnings),
         tuple(containers[i]["name"] for i in to_wrap),
@@ -221,27 +219,36 @@ def _is_windows(spec: object) -> bool:
 # --- building the result -------------------------------------------------------------------
 
 
-def _inject(pod: dict, to_wrap: dict, config: InjectorConfig) -> None:
+def _inject(pod: dict, to_wrap: dict, config: InjectorConfig) -> dict:
+    """The mutated pod, built copy-on-write: new dicts and lists only along the paths that
+    change, every untouched subtree shared with the input (which stays as it was)."""
     spec = pod["spec"]
-    volumes = spec.setdefault("volumes", [])
+    volumes = list(spec.get("volumes") or [])
     if not any(v.get("name") == names.VOLUME for v in volumes):
         volumes.append({"name": names.VOLUME, "emptyDir": {"sizeLimit": config.volume_size_limit}})
-    inits = spec.setdefault("initContainers", [])
+    inits = list(spec.get("initContainers") or [])
     if not any(c.get("name") == names.INIT_CONTAINER for c in inits):
         inits.insert(0, _install_container(config))
 
+    containers = list(spec["containers"])
     original = {}
     for index, (entrypoint, settings) in to_wrap.items():
-        container = spec["containers"][index]
+        container = containers[index]
         original[container["name"]] = {"command": container.get("command"), "args": container.get("args")}
-        container["command"] = wrapper_command(entrypoint, settings)
-        container.setdefault("volumeMounts", []).append(
-            {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True}
-        )
+        mount = {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True}
+        containers[index] = {
+            **container,
+            "command": wrapper_command(entrypoint, settings),
+            "volumeMounts": [*(container.get("volumeMounts") or []), mount],
+        }
 
-    metadata = pod.setdefault("metadata", {})
-    annotations = metadata.get("annotations") or {}
-    metadata["annotations"] = {**annotations, f"{config.annotation_prefix}/{STATUS}": status_value(original)}
+    metadata = pod.get("metadata") or {}
+    annotations = {**(metadata.get("annotations") or {}), f"{config.annotation_prefix}/{STATUS}": status_value(original)}
+    return {
+        **pod,
+        "metadata": {**metadata, "annotations": annotations},
+        "spec": {**spec, "containers": containers, "volumes": volumes, "initContainers": inits},
+    }
 
 
 def _install_container(config: InjectorConfig) -> dict:

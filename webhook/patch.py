@@ -52,6 +52,8 @@ def _diff_lists(before: list, after: list, path: str) -> list[dict]:
 
 def _same(a, b) -> bool:
     """Equality that keeps JSON's types apart (Python says True == 1 == 1.0)."""
+    if a is b:  # subtrees the mutation left alone are shared, not copied: no need to look inside
+        return True
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
