@@ -59,9 +59,10 @@ $(BUILD)/chroot-probe: tests/wrapper/chroot_probe.c | packages
 	@mkdir -p $(BUILD)
 	$(WRAPPER_CC) $(CSTD) $(SMALL) -o $@ $<
 
-bench: $(VENV)/.installed wrapper
+bench: packages $(VENV)/.installed wrapper control-plane
 	$(BIN)/python benchmarks/wrapper_restart.py
 	$(BIN)/python benchmarks/mutate_load.py
+	$(BIN)/python benchmarks/apiserver_latency.py
 
 clean:
 	rm -rf $(BUILD) $(VENV)
