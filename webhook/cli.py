@@ -53,7 +53,17 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if bool(args.tls_cert_file) != bool(args.tls_key_file):
         parser.error("--tls-cert-file and --tls-key-file go together")
     cert_file, key_file = args.tls_cert_file, args.tls_key_file
-    if not cert_file:
+    manager = None
+    if args.tls_mode not in ("files", "self-managed"):
+        parser.error(f"--tls-mode: expected files or self-managed, got {args.tls_mode!r}")
+    if args.tls_mode == "self-managed":
+        if cert_file:
+            parser.error("--tls-mode=self-managed writes its own certificate; drop --tls-cert-file")
+        manager = _self_managed_tls(args)
+        if manager is None:
+            return 1
+        cert_file, key_file = str(manager.cert_file), str(manager.key_file)
+    elif not cert_file:
         directory = Path(args.tls_dir) if args.tls_dir else Path(tempfile.mkdtemp(prefix="restart-process-tls-"))
         generated = generate_self_signed(directory, ["localhost", "127.0.0.1", "::1"])
         cert_file, key_file = str(generated.cert_file), str(generated.key_file)
@@ -84,16 +94,64 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "serving",
         extra={"fields": {"url": f"https://{args.host}:{args.port}/mutate", "version": __version__}},
     )
-    asyncio.run(_serve(uvicorn.Server(server_config), reloader, args.tls_reload_interval))
+    asyncio.run(_serve(uvicorn.Server(server_config), reloader, args, manager))
     return 0
 
 
-async def _serve(server, reloader, interval: float) -> None:
-    watcher = asyncio.create_task(reloader.run(interval))
+async def _serve(server, reloader, args: argparse.Namespace, manager) -> None:
+    tasks = [asyncio.create_task(reloader.run(args.tls_reload_interval))]
+    if manager is not None:
+        tasks.append(asyncio.create_task(manager.run(args.tls_check_interval)))
     try:
         await server.serve()
     finally:
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+def _self_managed_tls(args: argparse.Namespace):
+    """Create or adopt the TLS Secret and patch the caBundle before serving; retry for a minute."""
+    import time
+
+    from kubernetes import config as kube_config
+
+    from .selfmanaged import SelfManagedTLS
+
+    if args.kubeconfig:
+        api = kube_config.new_client_from_config(config_file=args.kubeconfig)
+    else:
+        kube_config.load_incluster_config()
+        from kubernetes import client as kube_client
+
+        api = kube_client.ApiClient()
+    namespace = args.namespace or _own_namespace()
+    if not namespace:
+        print("restart-process serve: --namespace is needed outside a pod", file=sys.stderr)
+        return None
+    directory = Path(args.tls_dir) if args.tls_dir else Path(tempfile.mkdtemp(prefix="restart-process-tls-"))
+    manager = SelfManagedTLS(api, namespace, args.tls_secret_name, args.webhook_configuration_name,
+                             args.service_name, directory)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            manager.ensure()
+            return manager
+        except Exception as error:
+            if time.monotonic() > deadline:
+                log.error("self-managed TLS could not be set up", exc_info=error)
+                return None
+            log.warning("self-managed TLS not ready yet, retrying", extra={"fields": {"error": str(error)}})
+            time.sleep(2)
+
+
+def _own_namespace() -> str | None:
+    """The pod's namespace: POD_NAMESPACE (downward API), else the service account's namespace file."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    except OSError:
+        return None
 
 
 # --- inject --------------------------------------------------------------------------------
@@ -162,7 +220,20 @@ def _injector_config(args: argparse.Namespace) -> InjectorConfig:
         wrapper_image_pull_policy=args.wrapper_image_pull_policy,
         annotation_prefix=args.annotation_prefix.rstrip("/"),
         excluded_namespaces=excluded,
+        init_resources=args.init_resources,
+        volume_size_limit=args.volume_size_limit,
     )
+
+
+def _resources(text: str) -> dict:
+    """--init-resources: a JSON object like a container's `resources`."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict) or not set(value) <= {"requests", "limits"}:
+        raise argparse.ArgumentTypeError('expected {"requests": {...}, "limits": {...}}')
+    return value
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, default, help: str, type=str) -> None:
@@ -182,6 +253,10 @@ def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "wrapper-image-pull-policy", "IfNotPresent", "imagePullPolicy of that init container")
     _flag(parser, "annotation-prefix", DEFAULT_PREFIX, "annotation prefix (the part before the /)")
     _flag(parser, "excluded-namespaces", "", "comma-separated namespaces never mutated, besides kube-system and kube-public")
+    defaults = InjectorConfig()
+    _flag(parser, "init-resources", json.dumps(defaults.init_resources), "resources of the injected init container, as JSON",
+          type=_resources)
+    _flag(parser, "volume-size-limit", defaults.volume_size_limit, "sizeLimit of the injected emptyDir")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,8 +272,18 @@ def _parser() -> argparse.ArgumentParser:
     _flag(serve_parser, "port", 8443, "port to listen on", type=int)
     _flag(serve_parser, "tls-cert-file", None, "serving certificate (PEM); re-read when it changes on disk")
     _flag(serve_parser, "tls-key-file", None, "serving key (PEM)")
-    _flag(serve_parser, "tls-dir", None, "where to write a generated self-signed CA when no certificate is given")
+    _flag(serve_parser, "tls-dir", None, "where to write generated certificates (default: a new temporary directory)")
     _flag(serve_parser, "tls-reload-interval", 5.0, "seconds between checks of the certificate files", type=float)
+    _flag(serve_parser, "tls-mode", "files", "files (--tls-cert-file, or a generated one for localhost) or "
+          "self-managed (a CA and certificate in a Secret, caBundle patched)")
+    _flag(serve_parser, "tls-secret-name", "restart-process-webhook-tls", "self-managed: the Secret holding CA and certificate")
+    _flag(serve_parser, "webhook-configuration-name", "restart-process-webhook",
+          "self-managed: the MutatingWebhookConfiguration whose caBundle to keep current")
+    _flag(serve_parser, "service-name", "restart-process-webhook", "self-managed: the Service the certificate is for")
+    _flag(serve_parser, "namespace", None, "self-managed: our namespace (default: POD_NAMESPACE, or the pod's own)")
+    _flag(serve_parser, "kubeconfig", None, "self-managed: kubeconfig file (default: in-cluster configuration)")
+    _flag(serve_parser, "tls-check-interval", 30.0,
+          "self-managed: seconds between checks of Secret, expiry and caBundle", type=float)
     _flag(serve_parser, "log-level", "info", "debug, info, warning or error")
     _add_injection_flags(serve_parser)
     serve_parser.set_defaults(run=serve)
