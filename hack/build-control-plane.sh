@@ -83,9 +83,16 @@ fi
 
 if needs helm; then
   log "building helm $HELM_VERSION"
-  GOBIN="$bin" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # As Helm's own Makefile does: stamp the version, and the Kubernetes version of its client-go
+  # (without it, offline `helm template` assumes Kubernetes 1.20 and refuses kubeVersion constraints).
+  helm_mod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  client_go=$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm_mod" | head -n 1)
+  [ -n "$client_go" ] || { log "could not read helm's client-go version"; exit 1; }
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$client_go"
+  done
+  GOBIN="$bin" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
 log "built ${missing[*]} in $(( $(date +%s) - started ))s into $bin"

@@ -1,0 +1,44 @@
+"""Rendering the chart with the helm binary that hack/build-control-plane.sh builds."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from tests.apiserver.controlplane import find_binary
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "restart-process-webhook"
+
+
+@cache
+def helm() -> str:
+    return str(find_binary("helm"))
+
+
+def render(*sets: str, release: str = "rpw", namespace: str = "rp-system", kube_version: str | None = None) -> list[dict]:
+    argv = [helm(), "template", release, str(CHART), "--namespace", namespace]
+    for value in sets:
+        argv += ["--set", value]
+    if kube_version:
+        argv += ["--kube-version", kube_version]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RenderError(result.stderr)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+class RenderError(Exception):
+    pass
+
+
+def by_kind(objects: list[dict]) -> dict[str, list[dict]]:
+    kinds: dict[str, list[dict]] = {}
+    for obj in objects:
+        kinds.setdefault(obj["kind"], []).append(obj)
+    return kinds
+
+
+SECRET_MODE = ("tls.mode=secret", "tls.secret.name=my-tls", "tls.secret.caBundle=Q0EK")

@@ -1,0 +1,169 @@
+"""The Helm chart, rendered offline for the main value combinations and checked object by object."""
+
+import subprocess
+
+import pytest
+
+from webhook import cli
+from webhook.registration import opt_in_expression
+
+from .helm import CHART, SECRET_MODE, RenderError, by_kind, helm, render
+
+MODES = {"self-managed": (), "cert-manager": ("tls.mode=cert-manager",), "secret": SECRET_MODE}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_helm_lint_is_clean(mode):
+    argv = [helm(), "lint", "--strict", str(CHART)]
+    for value in MODES[mode]:
+        argv += ["--set", value]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def deployment(objects):
+    return by_kind(objects)["Deployment"][0]
+
+
+def webhook_of(objects):
+    return by_kind(objects)["MutatingWebhookConfiguration"][0]["webhooks"][0]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_server_flag_the_chart_passes_exists(mode):
+    container = deployment(render(*MODES[mode]))["spec"]["template"]["spec"]["containers"][0]
+    args = cli._parser().parse_args(["serve", *container["args"]])  # exits on an unknown flag
+    assert args.port == 8443 and args.annotation_prefix == "restart-process.dev"
+    assert args.tls_mode == ("self-managed" if mode == "self-managed" else "files")
+    assert args.init_resources == {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
+    assert "rp-system" in args.excluded_namespaces.split(",")
+
+
+def test_default_is_self_managed_with_least_privilege_rbac():
+    kinds = by_kind(render())
+    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration",
+                             "Role", "RoleBinding", "Service", "ServiceAccount"]
+    role_rules = kinds["Role"][0]["rules"]
+    assert role_rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rpw-restart-process-webhook-tls"],
+         "verbs": ["get", "update"]},
+    ]
+    assert kinds["ClusterRole"][0]["rules"] == [
+        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+         "resourceNames": ["rpw-restart-process-webhook"], "verbs": ["get", "patch"]}]
+    assert "caBundle" not in webhook_of(render())["clientConfig"]  # the webhook patches it in
+    assert kinds["ServiceAccount"][0]["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("mode", ["cert-manager", "secret"])
+def test_other_tls_modes_need_no_api_access(mode):
+    objects = render(*MODES[mode])
+    kinds = by_kind(objects)
+    assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(kinds)
+    assert kinds["ServiceAccount"][0]["automountServiceAccountToken"] is False
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == ("my-tls" if mode == "secret" else "rpw-restart-process-webhook-tls")
+
+
+def test_cert_manager_mode():
+    objects = render("tls.mode=cert-manager")
+    kinds = by_kind(objects)
+    assert kinds["Issuer"][0]["spec"] == {"selfSigned": {}}
+    certificate = kinds["Certificate"][0]["spec"]
+    assert certificate["dnsNames"] == ["rpw-restart-process-webhook.rp-system.svc",
+                                       "rpw-restart-process-webhook.rp-system.svc.cluster.local"]
+    configuration = kinds["MutatingWebhookConfiguration"][0]
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "rp-system/rpw-restart-process-webhook"
+    with_issuer = by_kind(render("tls.mode=cert-manager", "tls.certManager.issuerRef.name=corp-ca",
+                                 "tls.certManager.issuerRef.kind=ClusterIssuer"))
+    assert "Issuer" not in with_issuer
+    assert with_issuer["Certificate"][0]["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_secret_mode_requires_its_values():
+    with pytest.raises(RenderError, match="tls.secret.name is required"):
+        render("tls.mode=secret", "tls.secret.caBundle=Q0EK")
+    with pytest.raises(RenderError, match="tls.secret.caBundle is required"):
+        render("tls.mode=secret", "tls.secret.name=x")
+    assert webhook_of(render(*SECRET_MODE))["clientConfig"]["caBundle"] == "Q0EK"
+
+
+def test_webhook_configuration():
+    webhook = webhook_of(render())
+    assert webhook["failurePolicy"] == "Ignore" and webhook["timeoutSeconds"] == 5
+    assert webhook["sideEffects"] == "None" and webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["reinvocationPolicy"] == "IfNeeded"
+    assert webhook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                 "resources": ["pods"], "scope": "Namespaced"}]
+    assert webhook["clientConfig"]["service"] == {"name": "rpw-restart-process-webhook", "namespace": "rp-system",
+                                                  "path": "/mutate", "port": 443}
+    assert webhook["namespaceSelector"]["matchExpressions"][0] == {
+        "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kube-public", "rp-system"]}
+    assert webhook_of(render("webhook.failurePolicy=Fail"))["failurePolicy"] == "Fail"
+
+
+@pytest.mark.parametrize("prefix", ["restart-process.dev", "example.com"])
+def test_match_conditions_are_the_same_cel_as_the_package(prefix):
+    webhook = webhook_of(render(f"annotationPrefix={prefix}"))
+    assert webhook["matchConditions"] == [{"name": "opted-in", "expression": opt_in_expression(prefix)}]
+
+
+def test_match_conditions_only_where_the_cluster_has_them():
+    assert "matchConditions" in webhook_of(render(kube_version="1.28.0"))
+    assert "matchConditions" not in webhook_of(render(kube_version="1.27.3"))
+    assert "matchConditions" not in webhook_of(render("webhook.matchConditions=false"))
+
+
+def test_user_selectors_are_merged():
+    webhook = webhook_of(render("webhook.namespaceSelector.matchLabels.team=dev",
+                                "webhook.objectSelector.matchLabels.app=web", "excludedNamespaces={ci,prod}"))
+    selector = webhook["namespaceSelector"]
+    assert selector["matchLabels"] == {"team": "dev"}
+    assert selector["matchExpressions"][0]["values"] == ["kube-system", "kube-public", "rp-system", "ci", "prod"]
+    assert webhook["objectSelector"] == {"matchLabels": {"app": "web"}}
+
+
+def test_webhook_pod_is_restricted_and_probed():
+    pod = deployment(render())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_high_availability_adds_a_budget_and_a_spread():
+    single = by_kind(render())
+    assert "PodDisruptionBudget" not in single
+    assert "topologySpreadConstraints" not in single["Deployment"][0]["spec"]["template"]["spec"]
+    ha = by_kind(render("replicaCount=3"))
+    assert ha["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
+    spread = ha["Deployment"][0]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_standard_labels_everywhere():
+    for obj in render():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "restart-process-webhook"
+        assert labels["app.kubernetes.io/instance"] == "rpw"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+@pytest.mark.parametrize("bad", ["tls.mode=bogus", "webhook.failurePolicy=Sometimes", "webhok.timeoutSeconds=3",
+                                 "webhook.timeoutSeconds=60", "replicaCount=0", "annotationPrefix=Not_A_Domain"])
+def test_schema_rejects_bad_values(bad):
+    with pytest.raises(RenderError, match="schema"):
+        render(bad)
+
+
+def test_notes_tell_the_user_how_to_annotate():
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "/enabled: \"true\"" in notes and "restart-wrapper trigger" in notes
