@@ -15,13 +15,17 @@ MUSL_CC = $(shell command -v musl-gcc 2>/dev/null)
 WRAPPER_CC = $(if $(MUSL_CC),$(MUSL_CC),$(CC))
 SMALL := -Os -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections -fno-asynchronous-unwind-tables
 
-.PHONY: run test wrapper wrapper-asan packages control-plane bench clean
+.PHONY: run test e2e wrapper wrapper-asan packages control-plane bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/restart-process serve --host 127.0.0.1 --port 8443
 
 test: packages $(VENV)/.installed wrapper wrapper-asan control-plane
 	$(BIN)/pytest
+
+# kind end to end (needs Docker, kind, kubectl): images, chart, example app, two restarts.
+e2e: $(VENV)/.installed control-plane
+	$(BIN)/pytest -m e2e -rs tests/e2e
 
 # kube-apiserver, kube-controller-manager, etcd and helm for the integration tests, built once
 # into ~/.cache from the Go module proxy (about 7 minutes on 2 cores the first time). Binaries
@@ -32,7 +36,7 @@ control-plane:
 	else hack/build-control-plane.sh >/dev/null; fi
 
 packages:
-	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr
+	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr shellcheck:shellcheck
 
 $(VENV)/.installed: pyproject.toml VERSION
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,3 @@
+module example.restart-process.dev/app
+
+go 1.22

@@ -1,0 +1,35 @@
+"""Linters that need no Docker: hadolint on the Dockerfile, shellcheck on every script."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if ".venv" not in p.parts)
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail(f"{name} is missing: `make test` installs it")
+    return found
+
+
+def test_dockerfile_is_hadolint_clean():
+    result = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scripts_are_shellcheck_clean():
+    assert len(SCRIPTS) >= 3
+    result = subprocess.run([tool("shellcheck"), "-x", *map(str, SCRIPTS)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_two_images_are_the_two_targets():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "FROM scratch AS wrapper" in text and "AS webhook" in text
+    assert 'ENTRYPOINT ["restart-process", "serve"]' in text and "USER 10001:10001" in text
