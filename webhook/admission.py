@@ -36,18 +36,26 @@ class Outcome:
     error: BaseException | None = None
 
 
-def review(body: object, config: InjectorConfig) -> tuple[dict, Outcome]:
-    """Answer one AdmissionReview."""
+def pod_under_review(body: object) -> tuple[dict | None, str | None]:
+    """(pod, namespace) when this review is a Pod CREATE we may mutate, else (None, namespace).
+    Raises BadReview, like `review`, for bodies that are not AdmissionReviews."""
     request = _validated_request(body)
-    uid = request["uid"]
     namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
     pod = request.get("object")
-    if not _is_pod_create(request) or not isinstance(pod, dict):
+    return (pod if _is_pod_create(request) and isinstance(pod, dict) else None), namespace
+
+
+def review(body: object, config: InjectorConfig, image_configs: dict | None = None) -> tuple[dict, Outcome]:
+    """Answer one AdmissionReview. `image_configs`: the registry's answers, if a lookup was made."""
+    request = _validated_request(body)
+    uid = request["uid"]
+    pod, namespace = pod_under_review(body)
+    if pod is None:
         return _response(body, uid), Outcome(uid, SKIPPED, namespace)
 
     name = _pod_name(pod)
     try:
-        mutation = mutate_pod(pod, config, namespace)
+        mutation = mutate_pod(pod, config, namespace, image_configs)
         patch = diff(pod, mutation.pod) if mutation.pod is not pod else []
     except Exception as error:  # our bug must never block a pod: fail open, loudly
         warning = "restart-process: internal error, pod admitted unchanged; see the webhook's log"

@@ -9,7 +9,23 @@ the first argument of Tilt's `docker_build_with_restart('foo-image', ...)`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The part of an image's config that Kubernetes merges with a container's command/args."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LookupFailure:
+    """Why an image's config could not be read; ends up in the warning."""
+
+    reason: str
 
 
 class Repository(NamedTuple):

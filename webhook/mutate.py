@@ -1,8 +1,10 @@
 """(pod, config) -> mutated pod + warnings. The one transform the webhook and the CLI share.
 
 Pure: no HTTP, no files, no API server. The flow reads top to bottom:
-should we look at this pod at all -> read the contract -> choose containers ->
+should we look at this pod at all -> read the contract -> choose containers (the plan) ->
 resolve each entrypoint -> check for conflicts -> build the injected objects.
+Image configs from the registry are looked up by the caller (`images_to_look_up` says which)
+and handed in, so this module never does I/O.
 
 Bad input never raises and never half-mutates: the pod comes back unchanged with a
 `restart-process:` warning that names the annotation or object at fault.
@@ -11,12 +13,13 @@ Bad input never raises and never half-mutates: the pod comes back unchanged with
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import config as names
 from .config import InjectorConfig
 from .contract import CONTAINERS, ENTRYPOINT, IMAGES, STATUS, Contract, ContainerSettings, read_contract, status_value
-from .images import image_matches
+from .images import ImageConfig, LookupFailure, image_matches
 
 SKIPPED = "skipped"  # not for us: no opt-in, excluded, already injected, nothing to wrap
 INJECTED = "injected"
@@ -33,12 +36,75 @@ class Mutation:
     wrapped: tuple[str, ...] = ()
 
 
-def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None) -> Mutation:
+@dataclass(frozen=True)
+class _Plan:
+    """A pod that opted in, passed the checks, and has these containers to consider."""
+
+    contract: Contract
+    containers: list
+    candidates: list  # (index, container, settings)
+    warnings: list
+
+
+def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None,
+               image_configs: Mapping[str, ImageConfig | LookupFailure] | None = None) -> Mutation:
     """Return the pod with the restart wrapper injected into the containers it opted in.
 
     `namespace` is the request's namespace, for pods whose metadata does not carry one yet.
-    The input is never modified.
+    `image_configs` are the registry's answers for `images_to_look_up(pod, ...)`, fetched by the
+    caller (None: no lookup was made). The input is never modified.
     """
+    plan = _plan(pod, config, namespace)
+    if isinstance(plan, Mutation):
+        return plan
+    prefix = config.annotation_prefix
+    warnings = list(plan.warnings)
+    to_wrap = {}  # container index -> ((program, args), settings)
+    for index, container, settings in plan.candidates:
+        image = container.get("image")
+        resolved = resolve_entrypoint(container, settings, (image_configs or {}).get(image))
+        if isinstance(resolved, str):
+            warnings.append(f'container "{container["name"]}" {resolved}; set {prefix}/{ENTRYPOINT} '
+                            f"(or {ENTRYPOINT}.{container['name']}) to its entrypoint")
+            continue
+        to_wrap[index] = (resolved, settings)
+    if not to_wrap:
+        return _unchanged(pod, warnings) if warnings else Mutation(pod, SKIPPED)
+
+    conflicts = _conflicts(pod["spec"], [plan.containers[i] for i in to_wrap])
+    if conflicts:
+        return _unchanged(pod, warnings + conflicts)
+
+    return Mutation(
+        _inject(pod, to_wrap, config),
+        INJECTED,
+        tuple(_say(w) for w in warnings),
+        tuple(plan.containers[i]["name"] for i in to_wrap),
+    )
+
+
+def images_to_look_up(pod: dict, config: InjectorConfig, namespace: str | None = None) -> list[str]:
+    """The images whose ENTRYPOINT/CMD the mutation needs: selected containers with neither an
+    `entrypoint` annotation nor a `command`."""
+    plan = _plan(pod, config, namespace)
+    if isinstance(plan, Mutation):
+        return []
+    return list(dict.fromkeys(
+        c["image"] for _, c, settings in plan.candidates
+        if settings.entrypoint is None and not _has_command(c) and isinstance(c.get("image"), str) and c["image"]
+    ))
+
+
+def node_arch(pod: dict) -> str | None:
+    """The CPU architecture the pod asks for, if it asks (nodeSelector kubernetes.io/arch)."""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    selector = spec.get("nodeSelector") if isinstance(spec, dict) else None
+    arch = selector.get("kubernetes.io/arch") if isinstance(selector, dict) else None
+    return arch if isinstance(arch, str) else None
+
+
+def _plan(pod: dict, config: InjectorConfig, namespace: str | None) -> _Plan | Mutation:
+    """Everything before entrypoint resolution: skip, reject, or the containers to consider."""
     metadata = pod.get("metadata") or {}
     annotations = metadata.get("annotations") or {} if isinstance(metadata, dict) else None
     if not isinstance(annotations, dict):
@@ -62,46 +128,42 @@ def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None) 
         return _unchanged(pod, problems)
 
     selected, warnings = _select(contract, containers, prefix)
-    to_wrap = {}  # container index -> (command, args, settings)
-    for index, container in enumerate(containers):
-        if container.get("name") not in selected or _already_wrapped(container):
-            continue
-        settings = contract.settings_for(container["name"], prefix)
-        resolved = resolve_entrypoint(container, settings)
-        if resolved is None:
-            warnings.append(
-                f'container "{container["name"]}" has no command to restart; '
-                f"set {prefix}/{ENTRYPOINT} (or {ENTRYPOINT}.{container['name']}) to its entrypoint"
-            )
-            continue
-        to_wrap[index] = (resolved, settings)
-    if not to_wrap:
-        return _unchanged(pod, warnings) if warnings else Mutation(pod, SKIPPED)
-
-    conflicts = _conflicts(spec, [containers[i] for i in to_wrap])
-    if conflicts:
-        return _unchanged(pod, warnings + conflicts)
-
-    return Mutation(
-        _inject(pod, to_wrap, config),
-        INJECTED,
-        tuple(_say(w) for w in warnings),
-        tuple(containers[i]["name"] for i in to_wrap),
-    )
+    candidates = [
+        (index, container, contract.settings_for(container["name"], prefix))
+        for index, container in enumerate(containers)
+        if container.get("name") in selected and not _already_wrapped(container)
+    ]
+    return _Plan(contract, containers, candidates, warnings)
 
 
-def resolve_entrypoint(container: dict, settings: ContainerSettings) -> list[str] | None:
-    """The program to run and re-run: the `entrypoint` annotation, else the container's `command`.
+def resolve_entrypoint(container: dict, settings: ContainerSettings,
+                       image: ImageConfig | LookupFailure | None = None) -> tuple[list[str], list | None] | str:
+    """(program, args) where args is None to keep the container's own; or why it cannot be resolved.
 
-    This is the one place that decides; a registry lookup of the image's ENTRYPOINT/CMD
-    slots in here as a further fallback without touching anything else.
+    In order: the `entrypoint` annotation; the container's `command`; the image's ENTRYPOINT/CMD.
+    Kubernetes ignores the image's ENTRYPOINT *and* CMD once a container sets `command`, so with
+    the image config: program = ENTRYPOINT, and args = the container's args, else the image's CMD
+    (set explicitly, or it would be lost). An empty ENTRYPOINT makes the args the program.
     """
     if settings.entrypoint is not None:
-        return list(settings.entrypoint)
+        return list(settings.entrypoint), None
+    if _has_command(container):
+        return list(container["command"]), None
+    if image is None:
+        return "has no command to restart"
+    if isinstance(image, LookupFailure):
+        return f"has no command and its image config could not be read ({image.reason})"
+    own_args = container.get("args")
+    if own_args:
+        return list(image.entrypoint), None
+    if not image.entrypoint and not image.cmd:
+        return "has no command, and its image has no ENTRYPOINT or CMD"
+    return list(image.entrypoint), list(image.cmd) if image.cmd else None
+
+
+def _has_command(container: dict) -> bool:
     command = container.get("command")
-    if isinstance(command, list) and command and all(isinstance(w, str) for w in command):
-        return list(command)
-    return None
+    return isinstance(command, list) and bool(command) and all(isinstance(w, str) for w in command)
 
 
 def wrapper_command(entrypoint: list[str], settings: ContainerSettings) -> list[str]:
@@ -232,13 +294,14 @@ def _inject(pod: dict, to_wrap: dict, config: InjectorConfig) -> dict:
 
     containers = list(spec["containers"])
     original = {}
-    for index, (entrypoint, settings) in to_wrap.items():
+    for index, ((program, args), settings) in to_wrap.items():
         container = containers[index]
         original[container["name"]] = {"command": container.get("command"), "args": container.get("args")}
         mount = {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True}
         containers[index] = {
             **container,
-            "command": wrapper_command(entrypoint, settings),
+            "command": wrapper_command(program, settings),
+            **({"args": args} if args is not None else {}),
             "volumeMounts": [*(container.get("volumeMounts") or []), mount],
         }
 
