@@ -36,7 +36,7 @@ control-plane:
 	else hack/build-control-plane.sh >/dev/null; fi
 
 packages:
-	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr shellcheck:shellcheck
+	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr shellcheck:shellcheck docker-registry:docker-registry
 
 $(VENV)/.installed: pyproject.toml VERSION
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

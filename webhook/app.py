@@ -6,6 +6,7 @@ and an internal error on a valid review is answered `allowed: true` by `admissio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from . import admission
 from .config import InjectorConfig
+from .images import LookupFailure
+from .mutate import images_to_look_up, node_arch
 
 # An AdmissionReview carries one object of at most ~3 MiB (the apiserver's request limit);
 # twice that leaves room for encoding overhead and still refuses absurd bodies early.
@@ -29,8 +32,37 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True) -> FastAPI:
-    """`ready` says whether a serving certificate is loaded (the server's TLS shell knows)."""
+class ImageLookup:
+    """Image configs for the containers of one pod that need them, from their registries.
+
+    Never raises and never takes longer than the resolver's deadline (plus reading pull
+    secrets, itself bounded): whatever could not be read becomes a LookupFailure, which the
+    mutation turns into a warning.
+    """
+
+    def __init__(self, config: InjectorConfig, resolver, default_arch: str, credentials=None):
+        self.config = config
+        self.resolver = resolver
+        self.default_arch = default_arch
+        self.credentials = credentials
+
+    async def configs_for(self, pod: dict, namespace: str | None) -> dict | None:
+        images = images_to_look_up(pod, self.config, namespace)
+        if not images:
+            return None
+        try:
+            found = ()
+            if self.credentials is not None:
+                found = await asyncio.wait_for(self.credentials.for_pod(pod, namespace), self.resolver.deadline / 2)
+            return await self.resolver.resolve(images, node_arch(pod) or self.default_arch, found)
+        except Exception as error:  # our bug, or the API server unreachable: warn, do not block
+            log.warning("image lookup failed", exc_info=error)
+            return {image: LookupFailure(f"lookup failed: {type(error).__name__}") for image in images}
+
+
+def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None) -> FastAPI:
+    """`ready` says whether a serving certificate is loaded (the server's TLS shell knows);
+    `lookup` reads image configs from registries for pods without a command (None: never)."""
     app = FastAPI(title="restart-process-webhook", docs_url=None, redoc_url=None, openapi_url=None)
     registry = CollectorRegistry()
     admissions = Counter(
@@ -59,9 +91,11 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             return _error(400, f"request body is not JSON: {error}")
         try:
-            answer, outcome = admission.review(body, config)
+            pod, namespace = admission.pod_under_review(body)
         except admission.BadReview as error:
             return _error(400, str(error))
+        image_configs = await lookup.configs_for(pod, namespace) if lookup and pod is not None else None
+        answer, outcome = admission.review(body, config, image_configs)
         elapsed = time.perf_counter() - started
         admissions.labels(outcome.outcome).inc()
         latency.observe(elapsed)

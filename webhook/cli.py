@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -73,7 +74,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
 
     reloader: CertificateReloader | None = None
-    app = create_app(_injector_config(args), ready=lambda: reloader is not None and reloader.loaded)
+    config = _injector_config(args)
+    app = create_app(config, ready=lambda: reloader is not None and reloader.loaded, lookup=_image_lookup(args, config))
     server_config = uvicorn.Config(
         app,
         host=args.host,
@@ -109,21 +111,43 @@ async def _serve(server, reloader, args: argparse.Namespace, manager) -> None:
             task.cancel()
 
 
+def _image_lookup(args: argparse.Namespace, config: InjectorConfig):
+    """Reading ENTRYPOINT/CMD from registries for pods without a command (None: switched off)."""
+    if args.no_registry_lookup:
+        return None
+    from .app import ImageLookup
+    from .registry import RegistryClient, Resolver
+
+    credentials = None
+    if args.registry_credentials:
+        from .pullsecrets import PullSecrets
+
+        credentials = PullSecrets(_api_client(args))
+    resolver = Resolver(RegistryClient(insecure=_insecure(args)), deadline=args.registry_timeout)
+    return ImageLookup(config, resolver, args.default_arch, credentials)
+
+
+def _api_client(args: argparse.Namespace):
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+
+    if args.kubeconfig:
+        return kube_config.new_client_from_config(config_file=args.kubeconfig)
+    kube_config.load_incluster_config()
+    return kube_client.ApiClient()
+
+
+def _insecure(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(p.strip() for p in args.insecure_registries.split(",") if p.strip())
+
+
 def _self_managed_tls(args: argparse.Namespace):
     """Create or adopt the TLS Secret and patch the caBundle before serving; retry for a minute."""
     import time
 
-    from kubernetes import config as kube_config
-
     from .selfmanaged import SelfManagedTLS
 
-    if args.kubeconfig:
-        api = kube_config.new_client_from_config(config_file=args.kubeconfig)
-    else:
-        kube_config.load_incluster_config()
-        from kubernetes import client as kube_client
-
-        api = kube_client.ApiClient()
+    api = _api_client(args)
     namespace = args.namespace or _own_namespace()
     if not namespace:
         print("restart-process serve: --namespace is needed outside a pod", file=sys.stderr)
@@ -166,15 +190,72 @@ def inject(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"restart-process inject: {error}", file=sys.stderr)
         return 1
 
+    try:
+        known = _read_image_configs(args.image_configs) if args.image_configs else {}
+    except (OSError, ValueError) as error:
+        print(f"restart-process inject: --image-configs: {error}", file=sys.stderr)
+        return 1
+    configs = _look_up_images(documents, config, known, args)
+
     output = []
     for index, document in enumerate(documents, start=1):
-        mutated, results = transform_document(document, lambda pod, ns: mutate_pod(pod, config, ns))
+        mutated, results = transform_document(
+            document, lambda pod, ns: mutate_pod(pod, config, ns, _for_pod(configs, pod, args.default_arch)))
         for label, mutation in results:
             for warning in mutation.warnings:
                 print(f"{warning} [document {index}, {label}]", file=sys.stderr)
         output.append(mutated)
     sys.stdout.write(dump_documents(output))
     return 0
+
+
+def _read_image_configs(path: str) -> dict:
+    """{"image": {"Entrypoint": [...], "Cmd": [...]}}, the keys `docker inspect` shows under Config."""
+    from .images import ImageConfig
+
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError("expected a JSON object of image -> {Entrypoint, Cmd}")
+    return {image: ImageConfig(tuple(c.get("Entrypoint") or ()), tuple(c.get("Cmd") or ())) for image, c in raw.items()}
+
+
+def _look_up_images(documents: list[dict], config: InjectorConfig, known: dict, args) -> dict:
+    """(image, arch) -> ImageConfig or LookupFailure, for every pod in the documents that needs one."""
+    from .mutate import Mutation, SKIPPED, images_to_look_up, node_arch
+
+    wanted: set[tuple[str, str]] = set()
+
+    def collect(pod, namespace):
+        arch = node_arch(pod) or args.default_arch
+        wanted.update((image, arch) for image in images_to_look_up(pod, config, namespace))
+        return Mutation(pod, SKIPPED)
+
+    for document in documents:
+        transform_document(document, collect)
+    found = {(image, arch): known[image] for image, arch in wanted if image in known}
+    missing = wanted - set(found)
+    if missing and not args.no_registry_lookup:
+        from .registry import RegistryClient, Resolver
+
+        async def run():
+            client = RegistryClient(insecure=_insecure(args))
+            try:
+                resolver = Resolver(client, deadline=args.registry_timeout)
+                for arch in {a for _, a in missing}:
+                    results = await resolver.resolve([i for i, a in missing if a == arch], arch)
+                    found.update({(image, arch): value for image, value in results.items()})
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+    return found
+
+
+def _for_pod(configs: dict, pod: dict, default_arch: str) -> dict | None:
+    from .mutate import node_arch
+
+    arch = node_arch(pod) or default_arch
+    return {image: value for (image, a), value in configs.items() if a == arch} or None
 
 
 def load_documents(text: str) -> list[dict]:
@@ -248,6 +329,28 @@ def _flag(parser: argparse.ArgumentParser, name: str, default, help: str, type=s
     )
 
 
+def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """An on/off `--name` flag, also on when RESTART_PROCESS_<NAME> is true/1/yes."""
+    variable = ENV_PREFIX + name.upper().replace("-", "_")
+    on = os.environ.get(variable, "").lower() in ("1", "true", "yes")
+    parser.add_argument(f"--{name}", action="store_true", default=on, help=f"{help} (env {variable})")
+
+
+def _host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}.get(machine, machine)
+
+
+def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
+    from .registry import DEFAULT_INSECURE
+
+    _switch(parser, "no-registry-lookup", "never read ENTRYPOINT/CMD from image registries")
+    _flag(parser, "registry-timeout", 2.0, "seconds for all registry lookups of one pod", type=float)
+    _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE),
+          "comma-separated host[:port] patterns reached over plain HTTP")
+    _flag(parser, "default-arch", _host_arch(), "architecture for image indexes when a pod has no kubernetes.io/arch nodeSelector")
+
+
 def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "wrapper-image", DEFAULT_WRAPPER_IMAGE, "image of the init container that installs the wrapper")
     _flag(parser, "wrapper-image-pull-policy", "IfNotPresent", "imagePullPolicy of that init container")
@@ -286,6 +389,9 @@ def _parser() -> argparse.ArgumentParser:
           "self-managed: seconds between checks of Secret, expiry and caBundle", type=float)
     _flag(serve_parser, "log-level", "info", "debug, info, warning or error")
     _add_injection_flags(serve_parser)
+    _add_registry_flags(serve_parser)
+    _switch(serve_parser, "registry-credentials",
+            "use the pod's imagePullSecrets (and its service account's) for registry lookups; needs RBAC to read Secrets")
     serve_parser.set_defaults(run=serve)
 
     inject_parser = commands.add_parser(
@@ -293,6 +399,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     inject_parser.add_argument("-f", "--filename", required=True, help="manifest file, or - for standard input")
     _add_injection_flags(inject_parser)
+    _add_registry_flags(inject_parser)
+    inject_parser.add_argument("--image-configs", help="JSON file of image -> {Entrypoint, Cmd}, used before any registry")
     inject_parser.set_defaults(run=inject)
     return parser
 

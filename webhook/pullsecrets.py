@@ -1,0 +1,78 @@
+"""Registry credentials from a pod's imagePullSecrets and its service account's (a shell).
+
+Off unless the operator turns it on (`--registry-credentials`), because it needs RBAC to read
+Secrets in every namespace where pods opt in. Reads only the Secrets the pod itself names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .registry import Credential
+
+log = logging.getLogger("restart_process.pullsecrets")
+
+
+class PullSecrets:
+    def __init__(self, api: client.ApiClient):
+        self.core = client.CoreV1Api(api)
+
+    async def for_pod(self, pod: dict, namespace: str | None) -> tuple[Credential, ...]:
+        return await asyncio.to_thread(self._read, pod, namespace)
+
+    def _read(self, pod: dict, namespace: str | None) -> tuple[Credential, ...]:
+        spec = pod.get("spec") or {}
+        namespace = (pod.get("metadata") or {}).get("namespace") or namespace
+        if not namespace:
+            return ()
+        names = [s.get("name") for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict)]
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        try:
+            sa = self.core.read_namespaced_service_account(account, namespace)
+            names += [ref.name for ref in sa.image_pull_secrets or []]
+        except ApiException as error:
+            if error.status not in (403, 404):
+                raise
+        credentials: list[Credential] = []
+        for name in dict.fromkeys(n for n in names if n):
+            try:
+                secret = self.core.read_namespaced_secret(name, namespace)
+            except ApiException as error:
+                if error.status in (403, 404):
+                    log.info("cannot read pull secret %s/%s (%s)", namespace, name, error.status)
+                    continue
+                raise
+            credentials += parse_docker_config(secret.type, secret.data or {})
+        return tuple(credentials)
+
+
+def parse_docker_config(secret_type: str | None, data: dict[str, str]) -> list[Credential]:
+    """kubernetes.io/dockerconfigjson ({"auths": {...}}) or the older kubernetes.io/dockercfg."""
+    try:
+        if ".dockerconfigjson" in data:
+            auths = json.loads(base64.b64decode(data[".dockerconfigjson"])).get("auths") or {}
+        elif ".dockercfg" in data:
+            auths = json.loads(base64.b64decode(data[".dockercfg"]))
+        else:
+            return []
+    except (ValueError, AttributeError):
+        return []
+    found = []
+    for registry, entry in auths.items():
+        if not isinstance(entry, dict):
+            continue
+        username, password = entry.get("username"), entry.get("password")
+        if (not username or password is None) and entry.get("auth"):
+            try:
+                username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                continue
+        if username:
+            found.append(Credential(registry, username, password or ""))
+    return found
