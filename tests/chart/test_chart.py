@@ -167,3 +167,24 @@ def test_schema_rejects_bad_values(bad):
 def test_notes_tell_the_user_how_to_annotate():
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "/enabled: \"true\"" in notes and "restart-wrapper trigger" in notes
+
+
+def test_registry_lookup_values():
+    args = deployment(render())["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--registry-timeout=2" in args and "--no-registry-lookup" not in args
+    assert not any(a.startswith("--registry-credentials") for a in args)
+    off = deployment(render("registry.lookup=false"))["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-registry-lookup" in off
+    tuned = deployment(render("registry.insecureRegistries={my-registry:5000}", "registry.defaultArch=arm64"))
+    tuned_args = tuned["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--insecure-registries=my-registry:5000" in tuned_args and "--default-arch=arm64" in tuned_args
+    cli._parser().parse_args(["serve", *tuned_args])
+
+
+def test_reading_pull_secrets_is_off_by_default_and_read_only_when_on():
+    assert not [o for o in render() if o["metadata"]["name"].endswith("-pull-secrets")]
+    objects = render("tls.mode=cert-manager", "registry.credentials=true")
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}]
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True and "--registry-credentials" in pod["containers"][0]["args"]

@@ -41,3 +41,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $p := .Values.annotationPrefix -}}
 {{- printf "has(object.metadata.annotations) && !('%s/injected' in object.metadata.annotations) && (('%s/enabled' in object.metadata.annotations && object.metadata.annotations['%s/enabled'] != 'false') || '%s/containers' in object.metadata.annotations || '%s/images' in object.metadata.annotations)" $p $p $p $p $p -}}
 {{- end -}}
+
+{{- define "rpw.needsApi" -}}
+{{- or (eq .Values.tls.mode "self-managed") (and .Values.registry.lookup .Values.registry.credentials) -}}
+{{- end -}}
