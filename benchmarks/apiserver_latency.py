@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config  # noqa: E402
 
+from benchmarks.stats import percentile  # noqa: E402
+
 from tests.apiserver.controlplane import ControlPlane  # noqa: E402
 from tests.apiserver.harness import WebhookServer, annotated_pod, wait_for_mutation  # noqa: E402
 from webhook.config import InjectorConfig  # noqa: E402
@@ -63,11 +65,6 @@ def pod_for(namespace: str, name: str) -> dict:
 
 def only(path: str) -> list[dict]:
     return [{"key": PATH, "operator": "In", "values": [path]}]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:

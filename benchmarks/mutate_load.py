@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import ssl
 import statistics
 import subprocess
@@ -27,7 +26,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stats import percentile  # noqa: E402
 from tests.admission_reviews import pod_review  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from webhook.tls import generate_self_signed  # noqa: E402
 
 SERVER = """
@@ -77,12 +78,6 @@ TYPICAL_POD = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def latencies(client: httpx.Client, path: str, body: bytes, n: int) -> list[float]:
     result = []
     for _ in range(n):
@@ -109,11 +104,6 @@ def throughput(url: str, context: ssl.SSLContext, path: str, body: bytes, concur
     for t in threads:
         t.join()
     return sum(counts) / seconds
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -15,11 +15,15 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stats import percentile  # noqa: E402
 WRAPPER = ROOT / "build" / "restart-wrapper"
 
 
@@ -64,11 +68,6 @@ def measure(argv: list[str], trigger: Path, log: Path, restarts: int, stdin: str
         # while it re-arms its watch, so both get the same generous pause between triggers.
         time.sleep(0.15)
     return latencies, process
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def cpu_ticks(pid: int) -> int:

@@ -20,8 +20,9 @@ from webhook.pullsecrets import parse_docker_config
 from webhook.registry import Credential, RegistryClient, Resolver
 
 from .admission_reviews import apply_response, pod_review
-from .golden_cases import GOLDEN, expected_output, expected_warnings, image_configs, inputs
-from .registry_harness import DOCKER_LIST, DOCKER_MANIFEST, PASSWORD, USER, Registry, free_port
+from .golden_cases import expected_output, expected_warnings, image_configs, inputs
+from .ports import free_port
+from .registry_harness import DOCKER_LIST, DOCKER_MANIFEST, PASSWORD, USER, Registry
 from webhook.tls import generate_self_signed
 
 IMAGE_CASES = [case for case in inputs() if image_configs(case).exists()]

@@ -18,12 +18,7 @@ from webhook.tls import generate_self_signed
 
 from .admission_reviews import apply_response, pod_review
 from .golden_cases import GOLDEN, expected_output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .ports import free_port
 
 
 def served_certificate(port: int) -> bytes:

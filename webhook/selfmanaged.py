@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from . import tls
 from .tls import issue_serving_certificate
 
 log = logging.getLogger("restart_process.selfmanaged")
@@ -73,20 +73,8 @@ def service_hosts(service: str, namespace: str) -> list[str]:
 
 
 def new_ca(lifetimes: Lifetimes, now: datetime.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
     # Unique per CA: during a rotation the old and the new one sit side by side in the bundle.
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                         f"restart-process-webhook CA {now:%Y%m%dT%H%M%S} {os.urandom(4).hex()}")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + lifetimes.ca)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return tls.new_ca(f"restart-process-webhook CA {now:%Y%m%dT%H%M%S} {os.urandom(4).hex()}", lifetimes.ca, now)
 
 
 def renewed(current: Material | None, hosts: list[str], lifetimes: Lifetimes, now: datetime.datetime) -> Material | None:
@@ -109,10 +97,10 @@ def renewed(current: Material | None, hosts: list[str], lifetimes: Lifetimes, no
         ca_cert, ca_key = new_ca(lifetimes, now)
         key, cert = issue_serving_certificate(ca_cert, ca_key, hosts, _days(lifetimes.serving))
         bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [ca_cert, *still_valid])
-        return Material(bundle, _key_pem(ca_key), cert, key)
+        return Material(bundle, tls.private_key_pem(ca_key), cert, key)
     ca_cert, ca_key = new_ca(lifetimes, now)
     key, cert = issue_serving_certificate(ca_cert, ca_key, hosts, _days(lifetimes.serving))
-    return Material(ca_cert.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key), cert, key)
+    return Material(ca_cert.public_bytes(serialization.Encoding.PEM), tls.private_key_pem(ca_key), cert, key)
 
 
 class SelfManagedTLS:
@@ -186,13 +174,8 @@ class SelfManagedTLS:
     def _write_files(self, material: Material) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         for path, data, mode in ((self.key_file, material.key, 0o600), (self.cert_file, material.cert, 0o644)):
-            if path.exists() and path.read_bytes() == data:
-                continue
-            temporary = path.with_name(f".{path.name}.tmp")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, path)
+            if not path.exists() or path.read_bytes() != data:
+                tls.write_atomically(path, data, mode)
 
     def _ensure_ca_bundle(self, ca_bundle: bytes) -> None:
         wanted = base64.b64encode(ca_bundle).decode()
@@ -221,7 +204,3 @@ class SelfManagedTLS:
 
 def _days(delta: datetime.timedelta) -> float:
     return delta.total_seconds() / 86400
-
-
-def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

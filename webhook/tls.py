@@ -35,29 +35,39 @@ class GeneratedCertificates:
 def generate_self_signed(directory: Path, hosts: list[str], days: int = 365) -> GeneratedCertificates:
     """A CA and a serving certificate for `hosts` (DNS names or IP addresses), as PEM files."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "restart-process-webhook local CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert, ca_key = new_ca("restart-process-webhook local CA", datetime.timedelta(days=days))
     key, cert = issue_serving_certificate(ca_cert, ca_key, hosts, days)
     files = GeneratedCertificates(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
-    _write_atomically(files.ca_file, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write_atomically(files.cert_file, cert, 0o644)
-    _write_atomically(files.key_file, key, 0o600)
+    write_atomically(files.ca_file, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(files.cert_file, cert, 0o644)
+    write_atomically(files.key_file, key, 0o600)
     return files
+
+
+def new_ca(common_name: str, lifetime: datetime.timedelta,
+           now: datetime.datetime | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA certificate and its key (ECDSA P-256), valid from five minutes ago for `lifetime`."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def private_key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def issue_serving_certificate(ca_cert, ca_key, hosts: list[str], days: int = 365) -> tuple[bytes, bytes]:
@@ -85,10 +95,7 @@ def issue_serving_certificate(ca_cert, ca_key, hosts: list[str], days: int = 365
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+    return private_key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
 class CertificateReloader:
@@ -132,7 +139,8 @@ class CertificateReloader:
             self.check()
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Readers see the old file or the new one, never half of it."""
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as handle:

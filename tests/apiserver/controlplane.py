@@ -15,13 +15,11 @@ import datetime
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -30,7 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from webhook.tls import issue_serving_certificate
+from webhook.tls import issue_serving_certificate, new_ca, private_key_pem
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
@@ -51,38 +50,16 @@ def find_binary(name: str) -> Path:
     return Path(built) / name
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
-
-@dataclass
 class CertificateAuthority:
     """A tiny CA, as envtest's TinyCA: ECDSA, short-lived."""
 
-    name: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    cert: x509.Certificate = None
-
-    def __post_init__(self):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)])
-        self.cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+    def __init__(self, name: str):
+        self.cert, self.key = new_ca(name, datetime.timedelta(days=7))
 
     def serving(self, hosts: list[str]) -> tuple[bytes, bytes]:
         """(key PEM, certificate PEM) for `hosts`."""
@@ -100,7 +77,7 @@ class CertificateAuthority:
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        return key_pem(key), pem(cert)
+        return private_key_pem(key), pem(cert)
 
 
 class ControlPlane:
@@ -159,7 +136,7 @@ class ControlPlane:
         (d / "admin.key").write_bytes(key)
         (d / "admin.crt").write_bytes(cert)
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (d / "sa.key").write_bytes(key_pem(sa))
+        (d / "sa.key").write_bytes(private_key_pem(sa))
         (d / "sa.pub").write_bytes(sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         self.kubeconfig.write_text(yaml.safe_dump({

@@ -16,7 +16,7 @@ import httpx
 from webhook.registration import with_ca_bundle
 from webhook.tls import generate_self_signed
 
-from .controlplane import free_port
+from ..ports import free_port
 
 
 class WebhookServer:

@@ -20,9 +20,9 @@ from kubernetes.client.rest import ApiException
 
 from tests.chart.helm import SECRET_MODE, render
 from webhook.selfmanaged import Lifetimes, Material, SelfManagedTLS, new_ca, service_hosts
-from webhook.tls import issue_serving_certificate
+from webhook.tls import issue_serving_certificate, private_key_pem
 
-from .controlplane import free_port
+from ..ports import free_port
 
 
 def apply(api, objects: list[dict]) -> None:
@@ -146,9 +146,7 @@ def expiring_material(release, ca_days: float, serving_days: float) -> Material:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca, ca_key = new_ca(Lifetimes(ca=datetime.timedelta(days=ca_days)), now)
     key, cert = issue_serving_certificate(ca, ca_key, service_hosts(release.name, release.namespace), serving_days)
-    key_pem = ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption())
-    return Material(ca.public_bytes(serialization.Encoding.PEM), key_pem, cert, key)
+    return Material(ca.public_bytes(serialization.Encoding.PEM), private_key_pem(ca_key), cert, key)
 
 
 def put_secret(core, release, material: Material) -> None:

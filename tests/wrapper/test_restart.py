@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 
 from .harness import ENV, Wrapper, alive, wait_until
+from ..ports import free_port
 
 
 @pytest.fixture
@@ -136,12 +136,6 @@ def test_stop_signal_option(wrapper, tmp_path):
         assert started - written < 2
     finally:
         running.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_an_escaped_setsid_grandchild_does_not_survive_a_restart(wrapper, tmp_path):

@@ -1,6 +1,5 @@
 """Signals and reaping: the wrapper as a correct init (PID 1) and as a child subreaper."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -56,7 +55,6 @@ def test_shutdown_waits_for_a_graceful_child(wrapper, tmp_path):
 def test_a_pipeline_of_grandchildren_dies_with_the_group(wrapper, tmp_path):
     process = subprocess.Popen([str(wrapper), "run", "--", "/bin/sh", "-c", "sleep 1000 | sleep 1001 | cat"],
                                env=ENV)
-    group = process.pid
 
     def pipeline():
         children = [p for p, i in processes().items() if i["ppid"] == process.pid]
