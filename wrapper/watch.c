@@ -203,12 +203,14 @@ static void arm(struct watcher *w, size_t t)
 
 static void report(struct change *c, bool immediate, const char *path)
 {
+	/* The log names the cause that decides what happens: the first immediate one if any
+	 * (it restarts at once), else the first --watch change. */
+	if ((immediate && !c->restart_file) || c->what[0] == '\0')
+		snprintf(c->what, sizeof c->what, "%s", path);
 	if (immediate)
 		c->restart_file = true;
 	else
 		c->tree = true;
-	if (c->what[0] == '\0')
-		snprintf(c->what, sizeof c->what, "%s", path);
 }
 
 /* An event about the target path itself, seen from its parent directory. */

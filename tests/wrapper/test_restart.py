@@ -281,3 +281,20 @@ def test_idle_wrapper_uses_no_cpu(w):
     before = ticks()
     time.sleep(1.0)
     assert ticks() - before == 0  # no busy polling: not one clock tick in a second
+
+
+def test_an_inotify_queue_overflow_counts_as_a_change(wrapper, tmp_path):
+    """Events lost to a full queue must not lose a restart: overflow restarts at once."""
+    tree = tmp_path / "app"
+    tree.mkdir()
+    running = Wrapper(wrapper, tmp_path, options=[f"--watch={tree}", "--debounce=10s"])
+    try:
+        limit = int(open("/proc/sys/fs/inotify/max_queued_events").read())
+        running.signal(signal.SIGSTOP)  # the wrapper reads nothing while stopped: the queue fills
+        for i in range(limit + 100):
+            (tree / f"f{i}").touch()
+        running.signal(signal.SIGCONT)
+        running.wait_starts(2, timeout=5)  # well before the 10s debounce: the overflow acted at once
+        assert "(inotify queue overflowed) changed" in running.stderr()
+    finally:
+        running.stop()
