@@ -244,3 +244,33 @@ def test_inject_cli_reads_the_registry(registry, tmp_path):
     off = subprocess.run([sys.executable, "-m", "webhook.cli", "inject", "-f", str(manifest), "--no-registry-lookup"],
                          capture_output=True, text=True, timeout=30)
     assert "has no command to restart" in off.stderr
+
+
+def test_a_registry_reached_under_another_name(registry, tmp_path):
+    """As on kind: images say localhost:5001, the webhook's pod reaches the registry elsewhere."""
+    registry.push_image("aliased", "v1", entrypoint=["/aliased"])
+    named = f"localhost:{free_port()}"  # nothing listens there
+    image = f"{named}/aliased:v1"
+    assert isinstance(lookup(image), LookupFailure)
+    assert lookup(image, client=RegistryClient(aliases={named: registry.host})) == ImageConfig(("/aliased",), ())
+
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "annotations": {"restart-process.dev/enabled": "true"}},
+        "spec": {"containers": [{"name": "app", "image": image}]}}))
+    result = subprocess.run([sys.executable, "-m", "webhook.cli", "inject", "-f", str(manifest),
+                             "--registry-aliases", f"{named}={registry.host}"], capture_output=True, text=True, timeout=30)
+    assert yaml.safe_load(result.stdout)["spec"]["containers"][0]["command"][-1] == "/aliased"
+    bad = subprocess.run([sys.executable, "-m", "webhook.cli", "inject", "-f", str(manifest), "--registry-aliases", "nope"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "FROM=TO" in bad.stderr
+
+
+def test_local_registry_hosting_is_read_as_kep_1755_describes_it():
+    from webhook.localregistry import aliases_from
+
+    hosting = 'host: "localhost:5001"\nhostFromContainerRuntime: "kind-registry:5000"\nhostFromClusterNetwork: "kind-registry:5000"\n'
+    assert aliases_from({"localRegistryHosting.v1": hosting}) == {"localhost:5001": "kind-registry:5000"}
+    assert aliases_from({"localRegistryHosting.v1": 'host: "localhost:5001"\n'}) == {}
+    assert aliases_from({"localRegistryHosting.v1": "[not: a mapping"}) == {}
+    assert aliases_from(None) == {}

@@ -140,3 +140,26 @@ def test_half_given_certificate_is_a_usage_error(tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 2 and "go together" in result.stderr
+
+
+def test_sigterm_with_an_idle_keep_alive_connection_exits_promptly(server):
+    """The API server keeps connections to webhooks open; shutdown must not wait on them forever."""
+    url, port, first, live, tmp_path, process = server
+    client = httpx.Client(base_url=url, verify=trust(first.ca_file))
+    try:
+        assert client.get("/healthz").status_code == 200  # leaves an idle keep-alive TLS connection
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        assert time.monotonic() - started < 8
+    finally:
+        client.close()
+
+
+def test_a_kubeconfig_that_does_not_load_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "serve", "--port", "0", "--tls-dir", str(tmp_path),
+         "--discover-local-registry", "--kubeconfig", str(tmp_path / "missing")],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("restart-process serve: cannot talk to the API server")

@@ -25,6 +25,7 @@ from .manifests import transform_document
 from .mutate import mutate_pod
 
 ENV_PREFIX = "RESTART_PROCESS_"
+SHUTDOWN_SECONDS = 5
 log = logging.getLogger("restart_process")
 
 
@@ -75,7 +76,13 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     reloader: CertificateReloader | None = None
     config = _injector_config(args)
-    app = create_app(config, ready=lambda: reloader is not None and reloader.loaded, lookup=_image_lookup(args, config))
+    background = []  # coroutines to run beside the server
+    try:
+        lookup = _image_lookup(args, config, background)
+    except Exception as error:  # a kubeconfig that does not load, no in-cluster configuration
+        print(f"restart-process serve: cannot talk to the API server: {error}", file=sys.stderr)
+        return 1
+    app = create_app(config, ready=lambda: reloader is not None and reloader.loaded, lookup=lookup)
     server_config = uvicorn.Config(
         app,
         host=args.host,
@@ -85,6 +92,9 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         log_config=None,  # keep our JSON logging
         access_log=False,  # one structured line per admission says more
         server_header=False,
+        # An idle keep-alive TLS connection (the API server keeps them) waits for the peer's
+        # close_notify on shutdown; without a bound, a rollout stalls until SIGKILL.
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
     try:
         server_config.load()  # builds the SSLContext now, so the reloader can hold on to it
@@ -96,14 +106,15 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "serving",
         extra={"fields": {"url": f"https://{args.host}:{args.port}/mutate", "version": __version__}},
     )
-    asyncio.run(_serve(uvicorn.Server(server_config), reloader, args, manager))
+    background.append(reloader.run(args.tls_reload_interval))
+    if manager is not None:
+        background.append(manager.run(args.tls_check_interval))
+    asyncio.run(_serve(uvicorn.Server(server_config), background))
     return 0
 
 
-async def _serve(server, reloader, args: argparse.Namespace, manager) -> None:
-    tasks = [asyncio.create_task(reloader.run(args.tls_reload_interval))]
-    if manager is not None:
-        tasks.append(asyncio.create_task(manager.run(args.tls_check_interval)))
+async def _serve(server, background: list) -> None:
+    tasks = [asyncio.create_task(coroutine) for coroutine in background]
     try:
         await server.serve()
     finally:
@@ -111,7 +122,7 @@ async def _serve(server, reloader, args: argparse.Namespace, manager) -> None:
             task.cancel()
 
 
-def _image_lookup(args: argparse.Namespace, config: InjectorConfig):
+def _image_lookup(args: argparse.Namespace, config: InjectorConfig, background: list):
     """Reading ENTRYPOINT/CMD from registries for pods without a command (None: switched off)."""
     if args.no_registry_lookup:
         return None
@@ -123,8 +134,12 @@ def _image_lookup(args: argparse.Namespace, config: InjectorConfig):
         from .pullsecrets import PullSecrets
 
         credentials = PullSecrets(_api_client(args))
-    resolver = Resolver(RegistryClient(insecure=_insecure(args)), deadline=args.registry_timeout)
-    return ImageLookup(config, resolver, args.default_arch, credentials)
+    registry = RegistryClient(insecure=_insecure(args), aliases=args.registry_aliases)
+    if args.discover_local_registry:
+        from .localregistry import keep_discovering
+
+        background.append(keep_discovering(_api_client(args), registry.aliases, args.registry_aliases, 60.0))
+    return ImageLookup(config, Resolver(registry, deadline=args.registry_timeout), args.default_arch, credentials)
 
 
 def _api_client(args: argparse.Namespace):
@@ -238,7 +253,7 @@ def _look_up_images(documents: list[dict], config: InjectorConfig, known: dict, 
         from .registry import RegistryClient, Resolver
 
         async def run():
-            client = RegistryClient(insecure=_insecure(args))
+            client = RegistryClient(insecure=_insecure(args), aliases=args.registry_aliases)
             try:
                 resolver = Resolver(client, deadline=args.registry_timeout)
                 for arch in {a for _, a in missing}:
@@ -306,6 +321,14 @@ def _injector_config(args: argparse.Namespace) -> InjectorConfig:
     )
 
 
+def _aliases(text: str) -> dict:
+    """--registry-aliases localhost:5001=kind-registry:5000,..."""
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if not all("=" in p and all(p.split("=", 1)) for p in pairs):
+        raise argparse.ArgumentTypeError("expected FROM=TO[,FROM=TO...]")
+    return dict(p.split("=", 1) for p in pairs)
+
+
 def _resources(text: str) -> dict:
     """--init-resources: a JSON object like a container's `resources`."""
     try:
@@ -349,6 +372,8 @@ def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE),
           "comma-separated host[:port] patterns reached over plain HTTP")
     _flag(parser, "default-arch", _host_arch(), "architecture for image indexes when a pod has no kubernetes.io/arch nodeSelector")
+    _flag(parser, "registry-aliases", {}, "comma-separated FROM=TO: reach registry FROM (as images name it) at TO",
+          type=_aliases)
 
 
 def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
@@ -390,6 +415,8 @@ def _parser() -> argparse.ArgumentParser:
     _flag(serve_parser, "log-level", "info", "debug, info, warning or error")
     _add_injection_flags(serve_parser)
     _add_registry_flags(serve_parser)
+    _switch(serve_parser, "discover-local-registry",
+            "alias the cluster's local dev registry as kube-public/local-registry-hosting (KEP-1755) describes it")
     _switch(serve_parser, "registry-credentials",
             "use the pod's imagePullSecrets (and its service account's) for registry lookups; needs RBAC to read Secrets")
     serve_parser.set_defaults(run=serve)

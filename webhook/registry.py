@@ -5,6 +5,9 @@ manifest (an index or manifest list is resolved to the wanted platform) -> confi
 challenge (Docker Hub, GHCR, distribution's token auth) and Basic auth. Plain HTTP only for the
 registries the operator lists. Blobs are checked against their digest.
 
+Registries can be reached under another name (aliases), as a kind node reaches its local
+registry as `localhost:5001` while pods reach it as `kind-registry:5000` (KEP-1755).
+
 Lookups are cached: by manifest digest for good (a digest never changes), by tag for a short
 TTL, and failures for a short TTL too. `Resolver.resolve` holds the whole lookup of a pod to
 one deadline and never raises: what it could not read comes back as a `LookupFailure`.
@@ -76,10 +79,14 @@ class RegistryError(Exception):
 class RegistryClient:
     """Talks the distribution API; one instance per server, sharing connections and the cache."""
 
-    def __init__(self, insecure: tuple[str, ...] = DEFAULT_INSECURE, tag_ttl: float = 60.0,
+    def __init__(self, insecure: tuple[str, ...] = DEFAULT_INSECURE, aliases: dict[str, str] | None = None,
+                 tag_ttl: float = 60.0,
                  failure_ttl: float = 30.0, cache_size: int = 512, transport: httpx.AsyncBaseTransport | None = None,
                  event_hooks: dict | None = None):
         self.insecure = insecure
+        # Registry as named in images -> where this process reaches it: `localhost:5001` on a
+        # kind node is the local registry, but inside the webhook's pod it is the pod itself.
+        self.aliases = dict(aliases or {})
         self.tag_ttl = tag_ttl
         self.failure_ttl = failure_ttl
         self.http = httpx.AsyncClient(follow_redirects=True, transport=transport, event_hooks=event_hooks or {},
@@ -95,7 +102,8 @@ class RegistryClient:
     async def image_config(self, image: str, arch: str, credentials: tuple[Credential, ...] = ()) -> ImageConfig:
         """Raises RegistryError (or a timeout) when the config cannot be read."""
         ref = Reference.parse(image)
-        key = (ref.registry, ref.repository, ref.reference, arch)
+        # Keyed by where the registry is reached, so a new alias is not hidden by an old failure.
+        key = (self.aliases.get(ref.registry, ref.registry), ref.repository, ref.reference, arch)
         if ref.reference.startswith("sha256:") and key in self._by_digest:
             self._by_digest.move_to_end(key)
             return self._by_digest[key]
@@ -122,7 +130,7 @@ class RegistryClient:
             if chosen is None:
                 raise RegistryError(f"{ref.registry}/{ref.repository} has no linux/{arch} image")
             digest = chosen
-            cache_key = (ref.registry, ref.repository, digest, arch)
+            cache_key = (self.aliases.get(ref.registry, ref.registry), ref.repository, digest, arch)
             if cache_key in self._by_digest:
                 return self._by_digest[cache_key]
             manifest, _ = await self._manifest(ref, digest, credential)
@@ -132,7 +140,7 @@ class RegistryClient:
         blob = await self._get(ref, f"/v2/{ref.repository}/blobs/{config_digest}", credential, None)
         _check_digest(blob.content, config_digest)
         config = _parse_config(blob.content)
-        self._remember((ref.registry, ref.repository, digest, arch), config)
+        self._remember((self.aliases.get(ref.registry, ref.registry), ref.repository, digest, arch), config)
         return config
 
     async def _manifest(self, ref: Reference, reference: str, credential) -> tuple[dict, str]:
@@ -146,8 +154,9 @@ class RegistryClient:
             raise RegistryError(f"{ref.registry} sent a manifest that is not JSON") from None
 
     async def _get(self, ref: Reference, path: str, credential, accept: str | None) -> httpx.Response:
-        scheme = "http" if self._is_insecure(ref.registry) else "https"
-        url = f"{scheme}://{ref.registry}{path}"
+        host = self.aliases.get(ref.registry, ref.registry)
+        scheme = "http" if self._is_insecure(host) else "https"
+        url = f"{scheme}://{host}{path}"
         headers = {"Accept": accept} if accept else {}
         token = self._tokens.get((ref.registry, ref.repository, credential))
         if token and token[0] > time.monotonic():

@@ -191,6 +191,12 @@ def test_a_ca_bundle_reset_by_an_upgrade_is_repaired(api, release, as_webhook, t
 def test_the_service_account_can_do_nothing_else(core, release, as_webhook, namespace):
     core.create_namespaced_secret(namespace, {"metadata": {"name": "someone-elses"}, "stringData": {"k": "v"}})
     limited = client.CoreV1Api(as_webhook())
+    with pytest.raises(ApiException) as absent:  # allowed to look for the local registry's ConfigMap...
+        limited.read_namespaced_config_map("local-registry-hosting", "kube-public")
+    assert absent.value.status == 404
+    with pytest.raises(ApiException) as denied:  # ...and nothing else there
+        limited.read_namespaced_config_map("cluster-info", "kube-public")
+    assert denied.value.status == 403
     for attempt in (lambda: limited.read_namespaced_secret("someone-elses", namespace),
                     lambda: limited.list_namespaced_secret(namespace),
                     lambda: limited.read_namespaced_secret("x", "kube-system"),

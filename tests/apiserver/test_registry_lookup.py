@@ -63,3 +63,63 @@ def test_pull_secrets_of_the_pod_and_its_service_account(api, core, namespace):
         assert credentials == () and "needs credentials" in failure.reason
     finally:
         private.stop()
+
+
+def test_the_local_registry_is_discovered_from_kube_public(api, core, control_plane, registry, tmp_path):
+    """kind/ctlptl's ConfigMap tells the webhook where pods reach the registry that images call localhost:5001."""
+    import signal
+    import ssl
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from webhook.localregistry import discover
+    from webhook.tls import generate_self_signed
+
+    from ..admission_reviews import pod_review
+    from ..ports import free_port
+
+    assert discover(api) == {}  # no ConfigMap yet
+    named = f"localhost:{free_port()}"
+    core.create_namespaced_config_map("kube-public", {
+        "metadata": {"name": "local-registry-hosting"},
+        "data": {"localRegistryHosting.v1": f'host: "{named}"\nhostFromClusterNetwork: "{registry.host}"\n'}})
+    try:
+        assert discover(api) == {named: registry.host}
+        registry.push_image("local/app", "dev", entrypoint=["/local-app"])
+        certs = generate_self_signed(tmp_path, ["127.0.0.1"])
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--tls-cert-file", str(certs.cert_file), "--tls-key-file", str(certs.key_file),
+             "--discover-local-registry", f"--kubeconfig={control_plane.kubeconfig}"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"))
+        client = None
+        try:
+            client = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=str(certs.ca_file)))
+            pod = {"metadata": {"name": "p", "annotations": {"restart-process.dev/enabled": "true"}},
+                   "spec": {"containers": [{"name": "app", "image": f"{named}/local/app:dev"}]}}
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    response = client.post("/mutate", json=pod_review(pod)).json()["response"]
+                    if "patch" in response:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and process.poll() is None, "the alias was never used"
+                time.sleep(0.2)
+            assert response.get("warnings") is None
+        finally:
+            if client is not None:
+                client.close()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+    finally:
+        core.delete_namespaced_config_map("local-registry-hosting", "kube-public")

@@ -44,13 +44,13 @@ def test_default_is_self_managed_with_least_privilege_rbac():
     kinds = by_kind(render())
     assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration",
                              "Role", "RoleBinding", "Service", "ServiceAccount"]
-    role_rules = kinds["Role"][0]["rules"]
+    role_rules = next(r for r in kinds["Role"] if r["metadata"]["namespace"] == "rp-system")["rules"]
     assert role_rules == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rpw-restart-process-webhook-tls"],
          "verbs": ["get", "update"]},
     ]
-    assert kinds["ClusterRole"][0]["rules"] == [
+    assert len(kinds["ClusterRole"]) == 1 and kinds["ClusterRole"][0]["rules"] == [
         {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
          "resourceNames": ["rpw-restart-process-webhook"], "verbs": ["get", "patch"]}]
     assert "caBundle" not in webhook_of(render())["clientConfig"]  # the webhook patches it in
@@ -58,12 +58,16 @@ def test_default_is_self_managed_with_least_privilege_rbac():
 
 
 @pytest.mark.parametrize("mode", ["cert-manager", "secret"])
-def test_other_tls_modes_need_no_api_access(mode):
+def test_other_tls_modes_need_no_secret_access(mode):
     objects = render(*MODES[mode])
-    kinds = by_kind(objects)
+    rules = [rule for o in objects if o["kind"] in ("Role", "ClusterRole") for rule in o["rules"]]
+    assert rules == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["local-registry-hosting"],
+                      "verbs": ["get"]}]  # only local-registry discovery, on by default
+    without_discovery = render(*MODES[mode], "registry.discoverLocalRegistry=false")
+    kinds = by_kind(without_discovery)
     assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(kinds)
     assert kinds["ServiceAccount"][0]["automountServiceAccountToken"] is False
-    pod = deployment(objects)["spec"]["template"]["spec"]
+    pod = deployment(without_discovery)["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
     assert tls["secret"]["secretName"] == ("my-tls" if mode == "secret" else "rpw-restart-process-webhook-tls")
@@ -188,3 +192,15 @@ def test_reading_pull_secrets_is_off_by_default_and_read_only_when_on():
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}]
     pod = deployment(objects)["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is True and "--registry-credentials" in pod["containers"][0]["args"]
+
+
+def test_local_registry_discovery_and_aliases():
+    objects = render("registry.aliases.localhost:5001=kind-registry:5000")
+    role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == "kube-public")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["local-registry-hosting"],
+                              "verbs": ["get"]}]
+    args = deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = cli._parser().parse_args(["serve", *args])
+    assert parsed.discover_local_registry and parsed.registry_aliases == {"localhost:5001": "kind-registry:5000"}
+    off = render("registry.discoverLocalRegistry=false")
+    assert not [o for o in off if o["metadata"].get("namespace") == "kube-public"]
