@@ -6,7 +6,6 @@ and an internal error on a valid review is answered `allowed: true` by `admissio
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -18,8 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from . import admission
 from .config import InjectorConfig
-from .images import LookupFailure
-from .mutate import images_to_look_up, node_arch
+from .lookup import ImageLookup
 
 # An AdmissionReview carries one object of at most ~3 MiB (the apiserver's request limit);
 # twice that leaves room for encoding overhead and still refuses absurd bodies early.
@@ -30,34 +28,6 @@ log = logging.getLogger("restart_process.admission")
 
 class _BodyTooLarge(Exception):
     pass
-
-
-class ImageLookup:
-    """Image configs for the containers of one pod that need them, from their registries.
-
-    Never raises and never takes longer than the resolver's deadline (plus reading pull
-    secrets, itself bounded): whatever could not be read becomes a LookupFailure, which the
-    mutation turns into a warning.
-    """
-
-    def __init__(self, config: InjectorConfig, resolver, default_arch: str, credentials=None):
-        self.config = config
-        self.resolver = resolver
-        self.default_arch = default_arch
-        self.credentials = credentials
-
-    async def configs_for(self, pod: dict, namespace: str | None) -> dict | None:
-        images = images_to_look_up(pod, self.config, namespace)
-        if not images:
-            return None
-        try:
-            found = ()
-            if self.credentials is not None:
-                found = await asyncio.wait_for(self.credentials.for_pod(pod, namespace), self.resolver.deadline / 2)
-            return await self.resolver.resolve(images, node_arch(pod) or self.default_arch, found)
-        except Exception as error:  # our bug, or the API server unreachable: warn, do not block
-            log.warning("image lookup failed", exc_info=error)
-            return {image: LookupFailure(f"lookup failed: {type(error).__name__}") for image in images}
 
 
 def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None) -> FastAPI:

@@ -126,7 +126,7 @@ def _image_lookup(args: argparse.Namespace, config: InjectorConfig, background: 
     """Reading ENTRYPOINT/CMD from registries for pods without a command (None: switched off)."""
     if args.no_registry_lookup:
         return None
-    from .app import ImageLookup
+    from .lookup import ImageLookup
     from .registry import RegistryClient, Resolver
 
     credentials = None
