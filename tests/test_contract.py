@@ -94,6 +94,6 @@ def test_wrapper_options_only_for_given_settings():
 def test_custom_prefix():
     contract, problems = read_contract({"example.com/enabled": "true", "example.com/debounce": "1s"}, "example.com")
     assert contract.opted_in and contract.every_container and not problems
-    assert contract.settings_for("app", "example.com").debounce == "1s"
+    assert contract.settings_for("app").debounce == "1s"
     other, _ = read_contract({"restart-process.dev/enabled": "true"}, "example.com")
     assert not other.opted_in

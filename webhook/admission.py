@@ -39,17 +39,14 @@ class Outcome:
 def pod_under_review(body: object) -> tuple[dict | None, str | None]:
     """(pod, namespace) when this review is a Pod CREATE we may mutate, else (None, namespace).
     Raises BadReview, like `review`, for bodies that are not AdmissionReviews."""
-    request = _validated_request(body)
-    namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
-    pod = request.get("object")
-    return (pod if _is_pod_create(request) and isinstance(pod, dict) else None), namespace
+    return _pod_of(_validated_request(body))
 
 
 def review(body: object, config: InjectorConfig, image_configs: dict | None = None) -> tuple[dict, Outcome]:
     """Answer one AdmissionReview. `image_configs`: the registry's answers, if a lookup was made."""
     request = _validated_request(body)
     uid = request["uid"]
-    pod, namespace = pod_under_review(body)
+    pod, namespace = _pod_of(request)
     if pod is None:
         return _response(body, uid), Outcome(uid, SKIPPED, namespace)
 
@@ -78,6 +75,12 @@ def _validated_request(body: object) -> dict:
     if not isinstance(request.get("uid"), str) or not request["uid"]:
         raise BadReview("expected request.uid to be a non-empty string")
     return request
+
+
+def _pod_of(request: dict) -> tuple[dict | None, str | None]:
+    namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
+    pod = request.get("object")
+    return (pod if _is_pod_create(request) and isinstance(pod, dict) else None), namespace
 
 
 def _is_pod_create(request: dict) -> bool:

@@ -84,7 +84,7 @@ class Contract:
     pod_settings: dict[str, str] = field(default_factory=dict)
     container_settings: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def settings_for(self, container: str, prefix: str) -> ContainerSettings:
+    def settings_for(self, container: str) -> ContainerSettings:
         """Merge pod-wide and per-container values; values were validated by `read_contract`."""
         raw = {**self.pod_settings, **self.container_settings.get(container, {})}
         return ContainerSettings(**{_field(key): _parse_setting(key, value) for key, value in raw.items()})

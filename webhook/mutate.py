@@ -40,7 +40,6 @@ class Mutation:
 class _Plan:
     """A pod that opted in, passed the checks, and has these containers to consider."""
 
-    contract: Contract
     containers: list
     candidates: list  # (index, container, settings)
     warnings: list
@@ -129,11 +128,11 @@ def _plan(pod: dict, config: InjectorConfig, namespace: str | None) -> _Plan | M
 
     selected, warnings = _select(contract, containers, prefix)
     candidates = [
-        (index, container, contract.settings_for(container["name"], prefix))
+        (index, container, contract.settings_for(container["name"]))
         for index, container in enumerate(containers)
         if container.get("name") in selected and not _already_wrapped(container)
     ]
-    return _Plan(contract, containers, candidates, warnings)
+    return _Plan(containers, candidates, warnings)
 
 
 def resolve_entrypoint(container: dict, settings: ContainerSettings,

@@ -103,7 +103,7 @@ class RegistryClient:
         """Raises RegistryError (or a timeout) when the config cannot be read."""
         ref = Reference.parse(image)
         # Keyed by where the registry is reached, so a new alias is not hidden by an old failure.
-        key = (self.aliases.get(ref.registry, ref.registry), ref.repository, ref.reference, arch)
+        key = (self._host(ref.registry), ref.repository, ref.reference, arch)
         if ref.reference.startswith("sha256:") and key in self._by_digest:
             self._by_digest.move_to_end(key)
             return self._by_digest[key]
@@ -130,7 +130,7 @@ class RegistryClient:
             if chosen is None:
                 raise RegistryError(f"{ref.registry}/{ref.repository} has no linux/{arch} image")
             digest = chosen
-            cache_key = (self.aliases.get(ref.registry, ref.registry), ref.repository, digest, arch)
+            cache_key = (self._host(ref.registry), ref.repository, digest, arch)
             if cache_key in self._by_digest:
                 return self._by_digest[cache_key]
             manifest, _ = await self._manifest(ref, digest, credential)
@@ -140,7 +140,7 @@ class RegistryClient:
         blob = await self._get(ref, f"/v2/{ref.repository}/blobs/{config_digest}", credential, None)
         _check_digest(blob.content, config_digest)
         config = _parse_config(blob.content)
-        self._remember((self.aliases.get(ref.registry, ref.registry), ref.repository, digest, arch), config)
+        self._remember((self._host(ref.registry), ref.repository, digest, arch), config)
         return config
 
     async def _manifest(self, ref: Reference, reference: str, credential) -> tuple[dict, str]:
@@ -154,7 +154,7 @@ class RegistryClient:
             raise RegistryError(f"{ref.registry} sent a manifest that is not JSON") from None
 
     async def _get(self, ref: Reference, path: str, credential, accept: str | None) -> httpx.Response:
-        host = self.aliases.get(ref.registry, ref.registry)
+        host = self._host(ref.registry)
         scheme = "http" if self._is_insecure(host) else "https"
         url = f"{scheme}://{host}{path}"
         headers = {"Accept": accept} if accept else {}
@@ -214,6 +214,10 @@ class RegistryClient:
         self._tokens[(ref.registry, ref.repository, credential)] = (time.monotonic() + lifetime - 5, token)
         return f"Bearer {token}"
 
+    def _host(self, registry: str) -> str:
+        """Where this process reaches a registry that images name `registry`."""
+        return self.aliases.get(registry, registry)
+
     def _is_insecure(self, registry: str) -> bool:
         return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.insecure)
 
@@ -235,9 +239,7 @@ class Resolver:
         async def one(image: str):
             try:
                 return await self.client.image_config(image, arch, credentials)
-            except RegistryError as error:
-                return LookupFailure(str(error))
-            except ValueError as error:
+            except (RegistryError, ValueError) as error:  # ValueError: not an image reference
                 return LookupFailure(str(error))
 
         tasks = {image: asyncio.ensure_future(one(image)) for image in dict.fromkeys(images)}
