@@ -51,7 +51,6 @@ struct supervisor {
 	int64_t deadline;    /* when to SIGKILL a stopping child */
 	bool restart;        /* start again once the child is gone */
 	bool shutting_down;  /* exit once the child is gone */
-	char cause[PATH_MAX + 96];
 
 	/* --watch changes waiting out the quiet period */
 	bool pending;
@@ -228,13 +227,15 @@ static void kill_remnants(struct supervisor *s)
 	}
 }
 
-static void begin_stop(struct supervisor *s, int sig, int64_t now)
+/* Start the clock on a stop. False when one is under way: it keeps its first deadline, so
+ * neither triggers nor signals ever extend a stop. */
+static bool start_stopping(struct supervisor *s, int64_t now)
 {
 	if (s->stopping)
-		return; /* keep the first deadline: triggers and signals never extend a stop */
+		return false;
 	s->stopping = true;
 	s->deadline = now + s->opt->stop_timeout_ms;
-	signal_group(s, sig);
+	return true;
 }
 
 static void request_restart(struct supervisor *s, const char *cause, int64_t now)
@@ -252,7 +253,8 @@ static void request_restart(struct supervisor *s, const char *cause, int64_t now
 		return; /* collapses into the restart already under way */
 	rw_log("restarting %s: %s", s->opt->command[0], cause);
 	s->restart = true;
-	begin_stop(s, s->opt->stop_signal, now);
+	if (start_stopping(s, now))
+		signal_group(s, s->opt->stop_signal);
 }
 
 static bool is_shutdown_signal(int sig)
@@ -272,19 +274,14 @@ static bool handle_signals(struct supervisor *s, int64_t now)
 			break; /* EAGAIN: all read */
 		int sig = (int)info.ssi_signo;
 		if (sig == SIGCHLD)
-			continue; /* reaping runs after every wake-up; see supervise() */
+			continue; /* reaping runs after every wake-up; see run_loop() */
 		signal_group(s, sig);
 		if (is_shutdown_signal(sig)) {
 			s->shutting_down = true;
 			s->restart = false;
 			if (s->child == 0)
 				return false;
-			snprintf(s->cause, sizeof s->cause, "received signal %d", sig);
-			/* The signal itself was forwarded; start the clock without sending another. */
-			if (!s->stopping) {
-				s->stopping = true;
-				s->deadline = now + s->opt->stop_timeout_ms;
-			}
+			start_stopping(s, now); /* the signal itself was forwarded above */
 		}
 	}
 	return true;
