@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.stats import percentile  # noqa: E402
 from tests.admission_reviews import pod_review  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.processes import stop  # noqa: E402
 from webhook.tls import generate_self_signed  # noqa: E402
 
 SERVER = """
@@ -143,8 +144,7 @@ def main() -> None:
                         results[path] += latencies(client, path, body, block)
             rates = {path: throughput(url, context, path, body, args.concurrency, args.seconds) for path in results}
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            assert stop(server), "the server did not stop on SIGTERM"
 
     print(f"POST with a {len(body)}-byte AdmissionReview of a typical annotated pod, TLS on loopback, one server process")
     print(f"{'':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  (latency: {len(results['/mutate'])} sequential; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ from webhook.registry import Credential, RegistryClient, Resolver
 from .admission_reviews import apply_response, pod_review
 from .golden_cases import expected_output, expected_warnings, image_configs, inputs
 from .ports import free_port
+from .processes import stop
 from .registry_harness import DOCKER_LIST, DOCKER_MANIFEST, PASSWORD, USER, Registry
 from webhook.tls import generate_self_signed
 
@@ -76,8 +76,7 @@ def server(registry, tmp_path_factory):
             time.sleep(0.1)
     yield client
     client.close()
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
+    assert stop(process), "the server did not stop on SIGTERM"
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES, ids=lambda p: p.name)

@@ -19,6 +19,7 @@ from webhook.tls import generate_self_signed
 from .admission_reviews import apply_response, pod_review
 from .golden_cases import GOLDEN, expected_output
 from .ports import free_port
+from .processes import stop
 
 
 def served_certificate(port: int) -> bytes:
@@ -68,12 +69,7 @@ def server(tmp_path):
         wait_ready(url, first.ca_file, process)
         yield url, port, first, live, tmp_path, process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_https_admission_and_certificate_swap(server):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import ssl
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from webhook.registration import with_ca_bundle
 from webhook.tls import generate_self_signed
 
 from ..ports import free_port
+from ..processes import stop
 
 
 class WebhookServer:
@@ -49,14 +49,8 @@ class WebhookServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         if self.process:
+            stop(self.process)
             self.log.close()
 
     def admissions(self) -> float:

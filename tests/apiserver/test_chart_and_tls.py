@@ -23,6 +23,7 @@ from webhook.selfmanaged import Lifetimes, Material, SelfManagedTLS, new_ca, ser
 from webhook.tls import issue_serving_certificate, private_key_pem
 
 from ..ports import free_port
+from ..processes import stop
 
 
 def apply(api, objects: list[dict]) -> None:
@@ -232,5 +233,4 @@ def test_serve_in_self_managed_mode(core, control_plane, release, tmp_path):
                 assert time.monotonic() < deadline, "self-managed serve never came up"
                 time.sleep(0.2)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        assert stop(process), "the server did not stop on SIGTERM"

@@ -67,7 +67,6 @@ def test_pull_secrets_of_the_pod_and_its_service_account(api, core, namespace):
 
 def test_the_local_registry_is_discovered_from_kube_public(api, core, control_plane, registry, tmp_path):
     """kind/ctlptl's ConfigMap tells the webhook where pods reach the registry that images call localhost:5001."""
-    import signal
     import ssl
     import subprocess
     import sys
@@ -80,6 +79,7 @@ def test_the_local_registry_is_discovered_from_kube_public(api, core, control_pl
 
     from ..admission_reviews import pod_review
     from ..ports import free_port
+    from ..processes import stop
 
     assert discover(api) == {}  # no ConfigMap yet
     named = f"localhost:{free_port()}"
@@ -115,11 +115,7 @@ def test_the_local_registry_is_discovered_from_kube_public(api, core, control_pl
         finally:
             if client is not None:
                 client.close()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            if not stop(process):
                 raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
     finally:
         core.delete_namespaced_config_map("local-registry-hosting", "kube-public")
