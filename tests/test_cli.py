@@ -74,3 +74,19 @@ def test_empty_documents_are_dropped(tmp_path):
     manifest.write_text("---\n---\n" + (GOLDEN / "command-args.yaml").read_text() + "---\n")
     code, out, _ = run_inject(manifest)
     assert code == 0 and len(list(yaml.safe_load_all(out))) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"app:dev": null}', '"app:dev": expected {"Entrypoint": [...], "Cmd": [...]}'),
+    ('{"app:dev": {"Entrypoint": "/app"}}', '"app:dev": expected {"Entrypoint": [...], "Cmd": [...]}'),
+    ("{not json", "Expecting property name"),
+])
+def test_malformed_image_configs_are_one_clear_line(tmp_path, content, message):
+    configs = tmp_path / "images.json"
+    configs.write_text(content)
+    result = subprocess.run([*CLI, "inject", "-f", str(GOLDEN / "unresolvable.yaml"), "--no-registry-lookup",
+                             "--image-configs", str(configs)], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restart-process inject: --image-configs: ") and message in lines[0]

@@ -231,7 +231,16 @@ def _read_image_configs(path: str) -> dict:
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError("expected a JSON object of image -> {Entrypoint, Cmd}")
-    return {image: ImageConfig(tuple(c.get("Entrypoint") or ()), tuple(c.get("Cmd") or ())) for image, c in raw.items()}
+
+    def words(value) -> bool:
+        return value is None or (isinstance(value, list) and all(isinstance(w, str) for w in value))
+
+    configs = {}
+    for image, config in raw.items():
+        if not isinstance(config, dict) or not words(config.get("Entrypoint")) or not words(config.get("Cmd")):
+            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...]}} (lists of strings or null)')
+        configs[image] = ImageConfig(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
+    return configs
 
 
 def _look_up_images(documents: list[dict], config: InjectorConfig, known: dict, args) -> dict:
