@@ -9,7 +9,7 @@ blocks so machine noise hits all alike:
   pre-injected     no webhook, but the pod is what `restart-process inject` makes of it: what the
                    bigger object alone costs to validate and store.
 
-    .venv/bin/python benchmarks/apiserver_latency.py [--pods N]
+    .venv/bin/python -m benchmarks.apiserver_latency [--pods N]
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ import sys
 import time
 from pathlib import Path
 
+from kubernetes import client, config
+
+from benchmarks.stats import percentile
+from tests.support.controlplane import ControlPlane
+from tests.support.webhook_server import WebhookServer, annotated_pod, wait_for_mutation
+from webhook.config import InjectorConfig
+from webhook.mutate import mutate_pod
+from webhook.registration import webhook_configuration
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from kubernetes import client, config  # noqa: E402
-
-from benchmarks.stats import percentile  # noqa: E402
-
-from tests.apiserver.controlplane import ControlPlane  # noqa: E402
-from tests.apiserver.harness import WebhookServer, annotated_pod, wait_for_mutation  # noqa: E402
-from webhook.config import InjectorConfig  # noqa: E402
-from webhook.mutate import mutate_pod  # noqa: E402
-from webhook.registration import webhook_configuration  # noqa: E402
 
 PATH = "bench.restart-process.dev/path"
 NOOP_WEBHOOK = """

@@ -4,7 +4,7 @@ Latency = the restart file's write completing -> the new child's first instructi
 stamped by a static C child, so neither number includes an interpreter's start-up).
 Also: binary size, peak RSS after the restarts, and CPU used while idle.
 
-    .venv/bin/python benchmarks/wrapper_restart.py [--restarts N]
+    .venv/bin/python -m benchmarks.wrapper_restart [--restarts N]
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.stats import percentile
+from tests.support.processes import stop
+from tests.support.waiting import wait_until
 
-from benchmarks.stats import percentile  # noqa: E402
-from tests.processes import stop  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = ROOT / "build" / "restart-wrapper"
 
 
@@ -39,14 +38,7 @@ def stamps(log: Path) -> list[int]:
 
 
 def wait_for_stamps(log: Path, n: int, timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = stamps(log)
-        if len(got) >= n:
-            return got
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(got)} of {n} starts after {timeout}s")
-        time.sleep(0.0005)
+    return wait_until(lambda: len(got := stamps(log)) >= n and got, timeout, interval=0.0005, what=f"{n} starts")
 
 
 def measure(argv: list[str], trigger: Path, log: Path, restarts: int, stdin: str | None = None) -> tuple[list[float], subprocess.Popen]:

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from webhook.app import MAX_BODY_BYTES, create_app
 from webhook.config import InjectorConfig
 
-from .admission_reviews import apply_response, pod_review
-from .golden_cases import expected_output, expected_warnings, image_configs, inputs
+from tests.support.reviews import apply_response, pod_review
+from tests.support.golden import expected_output, expected_warnings, image_configs, inputs
 
 
 @pytest.fixture
@@ -138,11 +138,12 @@ def test_oversized_chunked_bodies_get_413(client):
     assert answer.status_code == 413
 
 
-def test_internal_errors_fail_open(client, monkeypatch):
+@pytest.mark.parametrize("phase", ["webhook.admission.plan_pod", "webhook.admission.apply"])
+def test_internal_errors_fail_open(client, monkeypatch, phase):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr("webhook.admission.mutate_pod", broken)
+    monkeypatch.setattr(phase, broken)
     pod = yaml.safe_load((inputs()[0].parent / "command-args.yaml").read_text())
     before = metric(client, "error")
     answer = client.post("/mutate", json=pod_review(pod))

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from .golden_cases import GOLDEN, run_inject
+from tests.support.golden import GOLDEN, run_inject
 
 CLI = [sys.executable, "-m", "webhook.cli"]
 

@@ -1,4 +1,4 @@
-"""Value parsers and the image-matching rule: the small pure pieces, table by table."""
+"""The annotation contract: value parsers and `read_contract`, table by table."""
 
 import pytest
 
@@ -11,32 +11,6 @@ from webhook.contract import (
     parse_signal,
     read_contract,
 )
-from webhook.images import image_matches, parse_repository
-
-
-@pytest.mark.parametrize(
-    "image, pattern, matches",
-    [
-        ("localhost:5000/foo-image:tilt-1a2b", "foo-image", True),
-        ("gcr.io/p/foo-image@sha256:" + "a" * 64, "foo-image", True),
-        ("foo-image", "foo-image", True),
-        ("docker.io/library/foo-image:1", "foo-image", True),
-        ("foo-image-two:latest", "foo-image", False),
-        ("foo-image/sub:latest", "foo-image", False),
-        ("registry.example.com:5000/team/bar:v2", "team/bar", True),
-        ("other/bar:v1", "team/bar", False),
-        ("localhost:5000/foo:tag", "localhost:5000/foo", True),
-        ("registry.example.com/foo:tag", "localhost:5000/foo", False),
-        ("foo:tag", "foo:other-tag", True),  # a tag in the pattern is ignored, like in Tilt
-    ],
-)
-def test_image_matching(image, pattern, matches):
-    assert image_matches(image, pattern) is matches
-
-
-def test_repository_parsing_keeps_port_out_of_the_tag():
-    assert parse_repository("localhost:5000/a/b:c") == ("localhost:5000", ("a", "b"))
-    assert parse_repository("a/b") == (None, ("a", "b"))
 
 
 @pytest.mark.parametrize(

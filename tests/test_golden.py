@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from .golden_cases import expected_output, expected_warnings, image_configs, inputs, run_inject
+from tests.support.golden import expected_output, expected_warnings, image_configs, inputs, run_inject
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from webhook.patch import diff
 
-from .golden_cases import expected_output, inputs
+from tests.support.golden import expected_output, inputs
 
 scalars = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, allow_infinity=False) | st.text(alphabet="a/~b", max_size=3)
 documents = st.recursive(scalars, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), c, max_size=4), max_leaves=25)

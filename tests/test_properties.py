@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from webhook.app import create_app
 from webhook.config import InjectorConfig
 
-from .admission_reviews import apply_response, pod_review
+from tests.support.reviews import apply_response, pod_review
 
 client = TestClient(create_app(InjectorConfig()))
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,10 +16,11 @@ import yaml
 
 from webhook.tls import generate_self_signed
 
-from .admission_reviews import apply_response, pod_review
-from .golden_cases import GOLDEN, expected_output
-from .ports import free_port
-from .processes import stop
+from tests.support.reviews import apply_response, pod_review
+from tests.support.golden import GOLDEN, expected_output
+from tests.support.ports import free_port
+from tests.support.processes import stop
+from tests.support.waiting import wait_until
 
 
 def served_certificate(port: int) -> bytes:
@@ -39,15 +40,8 @@ def pem_to_der(path: Path) -> bytes:
 
 
 def wait_ready(url: str, ca: Path, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode()
-        try:
-            if httpx.get(url + "/readyz", verify=trust(ca), timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("server did not become ready")
+    wait_until(lambda: httpx.get(url + "/readyz", verify=trust(ca), timeout=1).status_code == 200, timeout,
+               interval=0.1, what="the server to be ready", ignoring=(httpx.HTTPError,), process=process)
 
 
 @pytest.fixture
@@ -88,10 +82,8 @@ def test_https_admission_and_certificate_swap(server):
         os.replace(live / ".tls.key.new", live / "tls.key")
         os.replace(live / ".tls.crt.new", live / "tls.crt")
 
-        deadline = time.monotonic() + 10
-        while served_certificate(port) != pem_to_der(second.cert_file):
-            assert time.monotonic() < deadline, "the server never picked up the new certificate"
-            time.sleep(0.1)
+        wait_until(lambda: served_certificate(port) == pem_to_der(second.cert_file), 10, interval=0.1,
+                   what="the server to serve the new certificate")
         # The connection opened before the swap still works (it was not dropped).
         assert client.get("/healthz").status_code == 200
 
@@ -117,10 +109,7 @@ def test_self_signed_when_no_certificate_is_given(tmp_path):
     )
     try:
         ca = tmp_path / "tls" / "ca.crt"
-        deadline = time.monotonic() + 20
-        while not ca.exists():
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.05)
+        wait_until(ca.exists, 20, interval=0.05, what="the generated CA", process=process)
         wait_ready(f"https://localhost:{port}", ca, process)
     finally:
         process.send_signal(signal.SIGTERM)

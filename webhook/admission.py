@@ -1,8 +1,12 @@
 """AdmissionReview in, AdmissionReview out (pure). The only place a response is built.
 
-Validation of the review's shape raises `BadReview` (the HTTP shell answers 400).
-Anything that goes wrong *after* the review is known to be valid fails open: the pod
-is allowed unchanged, with a warning, and the error is handed back for logging.
+    review = parse_review(body)          # once; BadReview -> the HTTP shell answers 400
+    plan = plan_review(review, config)   # once; never raises
+    ...the shell looks up plan.lookups...
+    answer, report = respond(review, plan, config, image_configs)   # never raises
+
+Anything that goes wrong after the review is known to be valid fails open: the pod is allowed
+unchanged, with a warning, and the error is handed back for logging.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import json
 from dataclasses import dataclass
 
 from .config import InjectorConfig
-from .mutate import INJECTED, SKIPPED, mutate_pod
+from .mutate import ImageConfigs, apply
 from .patch import diff
+from .plan import Outcome, Plan, plan_pod
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
-ERROR = "error"
+INTERNAL_ERROR = "restart-process: internal error, pod admitted unchanged; see the webhook's log"
 
 
 class BadReview(ValueError):
@@ -24,11 +29,28 @@ class BadReview(ValueError):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Review:
+    """A validated AdmissionReview request."""
+
+    api_version: str
+    uid: str
+    namespace: str | None
+    pod: dict | None  # the object, when this is a Pod CREATE we may mutate
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Planning raised: our bug. Carried to `respond`, which fails open."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class Report:
     """What happened, for the log line and the metrics."""
 
     uid: str
-    outcome: str
+    outcome: Outcome
     namespace: str | None = None
     pod: str | None = None
     wrapped: tuple[str, ...] = ()
@@ -36,33 +58,7 @@ class Outcome:
     error: BaseException | None = None
 
 
-def pod_under_review(body: object) -> tuple[dict | None, str | None]:
-    """(pod, namespace) when this review is a Pod CREATE we may mutate, else (None, namespace).
-    Raises BadReview, like `review`, for bodies that are not AdmissionReviews."""
-    return _pod_of(_validated_request(body))
-
-
-def review(body: object, config: InjectorConfig, image_configs: dict | None = None) -> tuple[dict, Outcome]:
-    """Answer one AdmissionReview. `image_configs`: the registry's answers, if a lookup was made."""
-    request = _validated_request(body)
-    uid = request["uid"]
-    pod, namespace = _pod_of(request)
-    if pod is None:
-        return _response(body, uid), Outcome(uid, SKIPPED, namespace)
-
-    name = _pod_name(pod)
-    try:
-        mutation = mutate_pod(pod, config, namespace, image_configs)
-        patch = diff(pod, mutation.pod) if mutation.pod is not pod else []
-    except Exception as error:  # our bug must never block a pod: fail open, loudly
-        warning = "restart-process: internal error, pod admitted unchanged; see the webhook's log"
-        return _response(body, uid, warnings=[warning]), Outcome(uid, ERROR, namespace, name, (), (warning,), error)
-
-    response = _response(body, uid, patch=patch, warnings=list(mutation.warnings))
-    return response, Outcome(uid, mutation.outcome, namespace, name, mutation.wrapped, mutation.warnings)
-
-
-def _validated_request(body: object) -> dict:
+def parse_review(body: object) -> Review:
     if not isinstance(body, dict):
         raise BadReview("expected a JSON object (an AdmissionReview)")
     if body.get("kind") != "AdmissionReview":
@@ -74,13 +70,38 @@ def _validated_request(body: object) -> dict:
         raise BadReview("expected a request object")
     if not isinstance(request.get("uid"), str) or not request["uid"]:
         raise BadReview("expected request.uid to be a non-empty string")
-    return request
-
-
-def _pod_of(request: dict) -> tuple[dict | None, str | None]:
     namespace = request.get("namespace") if isinstance(request.get("namespace"), str) else None
     pod = request.get("object")
-    return (pod if _is_pod_create(request) and isinstance(pod, dict) else None), namespace
+    return Review(body["apiVersion"], request["uid"], namespace,
+                  pod if _is_pod_create(request) and isinstance(pod, dict) else None)
+
+
+def plan_review(review: Review, config: InjectorConfig) -> Plan | Failed | None:
+    """None when there is no pod to look at."""
+    if review.pod is None:
+        return None
+    try:
+        return plan_pod(review.pod, config, review.namespace)
+    except Exception as error:  # our bug must never block a pod
+        return Failed(error)
+
+
+def respond(review: Review, plan: Plan | Failed | None, config: InjectorConfig,
+            image_configs: ImageConfigs | None = None) -> tuple[dict, Report]:
+    """The AdmissionReview to send back. `image_configs`: the registry's answers for `plan.lookups`."""
+    if plan is None:
+        return _response(review), Report(review.uid, Outcome.SKIPPED, review.namespace)
+    name = _pod_name(review.pod)
+    try:
+        if isinstance(plan, Failed):
+            raise plan.error
+        mutation = apply(plan, config, image_configs)
+        patch = diff(review.pod, mutation.pod) if mutation.pod is not review.pod else []
+    except Exception as error:  # fail open, loudly
+        return (_response(review, warnings=[INTERNAL_ERROR]),
+                Report(review.uid, Outcome.ERROR, review.namespace, name, (), (INTERNAL_ERROR,), error))
+    return (_response(review, patch, list(mutation.warnings)),
+            Report(review.uid, mutation.outcome, review.namespace, name, mutation.wrapped, mutation.warnings))
 
 
 def _is_pod_create(request: dict) -> bool:
@@ -105,15 +126,12 @@ def _pod_name(pod: dict) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _response(body: dict, uid: str, patch: list | None = None, warnings: list[str] | None = None) -> dict:
-    response: dict = {"uid": uid, "allowed": True}
+def _response(review: Review, patch: list | None = None, warnings: list[str] | None = None) -> dict:
+    response: dict = {"uid": review.uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
     if warnings:
         response["warnings"] = warnings
     # Answer in the version we were asked in (v1beta1 clients get v1beta1).
-    return {"apiVersion": body["apiVersion"], "kind": "AdmissionReview", "response": response}
-
-
-__all__ = ["BadReview", "Outcome", "review", "INJECTED", "SKIPPED", "ERROR"]
+    return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response}

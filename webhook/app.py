@@ -1,7 +1,7 @@
-"""The HTTP shell: FastAPI routes around `admission.review`, plus health, readiness and metrics.
+"""The HTTP shell: FastAPI routes around `admission`, plus health, readiness and metrics.
 
 Nothing a client sends may produce a 5xx: unreadable bodies get 400, oversized ones 413,
-and an internal error on a valid review is answered `allowed: true` by `admission.review`.
+and an internal error on a valid review is answered `allowed: true` by `admission.respond`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -18,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from . import admission
 from .config import InjectorConfig
 from .lookup import ImageLookup
+from .plan import Outcome, Plan
 
 # An AdmissionReview carries one object of at most ~3 MiB (the apiserver's request limit);
 # twice that leaves room for encoding overhead and still refuses absurd bodies early.
@@ -38,7 +38,7 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True,
     admissions = Counter(
         "restart_process_admissions", "Admission reviews answered, by outcome.", ["outcome"], registry=registry
     )
-    for outcome in ("injected", "skipped", "invalid", "error"):
+    for outcome in Outcome:
         admissions.labels(outcome)  # export zeros, so a rate() works from the first scrape
     latency = Histogram(
         "restart_process_admission_duration_seconds",
@@ -46,9 +46,6 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True,
         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         registry=registry,
     )
-    app.state.config = config
-    app.state.metrics = registry
-
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
         started = time.perf_counter()
@@ -61,15 +58,18 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True,
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             return _error(400, f"request body is not JSON: {error}")
         try:
-            pod, namespace = admission.pod_under_review(body)
+            review = admission.parse_review(body)
         except admission.BadReview as error:
             return _error(400, str(error))
-        image_configs = await lookup.configs_for(pod, namespace) if lookup and pod is not None else None
-        answer, outcome = admission.review(body, config, image_configs)
+        plan = admission.plan_review(review, config)
+        image_configs = None
+        if lookup is not None and isinstance(plan, Plan) and plan.lookups:
+            image_configs = await lookup.for_plan(plan, review.namespace)
+        answer, report = admission.respond(review, plan, config, image_configs)
         elapsed = time.perf_counter() - started
-        admissions.labels(outcome.outcome).inc()
+        admissions.labels(report.outcome).inc()
         latency.observe(elapsed)
-        _log(outcome, elapsed)
+        _log(report, elapsed)
         return JSONResponse(answer)
 
     @app.get("/healthz")
@@ -106,17 +106,17 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _log(outcome: admission.Outcome, elapsed: float) -> None:
+def _log(report: admission.Report, elapsed: float) -> None:
     fields = {
-        "uid": outcome.uid,
-        "namespace": outcome.namespace,
-        "pod": outcome.pod,
-        "outcome": outcome.outcome,
-        "wrapped": list(outcome.wrapped),
-        "warnings": list(outcome.warnings),
+        "uid": report.uid,
+        "namespace": report.namespace,
+        "pod": report.pod,
+        "outcome": report.outcome,
+        "wrapped": list(report.wrapped),
+        "warnings": list(report.warnings),
         "duration_ms": round(elapsed * 1000, 3),
     }
-    if outcome.error is not None:
-        log.error("admission", extra={"fields": fields}, exc_info=outcome.error)
+    if report.error is not None:
+        log.error("admission", extra={"fields": fields}, exc_info=report.error)
     else:
         log.info("admission", extra={"fields": fields})

@@ -1,321 +1,99 @@
-"""`restart-process serve` and `restart-process inject`: thin shells around the pure mutation.
+"""The command line: flags and environment variables in, typed settings out, then `serve` or `inject`.
 
 Every flag can also be given as an environment variable `RESTART_PROCESS_<FLAG>`
 (`--wrapper-image` -> `RESTART_PROCESS_WRAPPER_IMAGE`); a flag on the command line wins.
+Only the chosen command's module is imported, so `inject` never loads the server's stack.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import os
 import platform
 import sys
-import tempfile
-from pathlib import Path
 
-import yaml
-
-from . import __version__, logs
-from .config import DEFAULT_WRAPPER_IMAGE, InjectorConfig
+from . import __version__
+from .config import (
+    DEFAULT_INSECURE_REGISTRIES,
+    DEFAULT_WRAPPER_IMAGE,
+    InjectorConfig,
+    InjectSettings,
+    LookupSettings,
+    ServeSettings,
+    TLSSettings,
+)
 from .contract import DEFAULT_PREFIX
-from .manifests import transform_document
-from .mutate import mutate_pod
 
 ENV_PREFIX = "RESTART_PROCESS_"
-SHUTDOWN_SECONDS = 5
-log = logging.getLogger("restart_process")
-
-
-class InputError(Exception):
-    """Input that cannot be read as Kubernetes documents; the message says where."""
+TLS_MODES = ("files", "self-managed")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_usage(sys.stderr)
-        return 2
-    return args.run(args, parser)
+    if args.command == "serve":
+        from . import serve
+
+        return serve.run(serve_settings(args, parser))
+    if args.command == "inject":
+        from . import inject
+
+        return inject.run(inject_settings(args))
+    parser.print_usage(sys.stderr)
+    return 2
 
 
-# --- serve ---------------------------------------------------------------------------------
-
-
-def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import uvicorn  # imported here so `inject` starts fast
-
-    from .app import create_app
-    from .tls import CertificateReloader, generate_self_signed
-
-    logs.configure(args.log_level)
+def serve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeSettings:
+    """Checks that span flags are usage errors (exit 2), like argparse's own."""
     if bool(args.tls_cert_file) != bool(args.tls_key_file):
         parser.error("--tls-cert-file and --tls-key-file go together")
-    cert_file, key_file = args.tls_cert_file, args.tls_key_file
-    manager = None
-    if args.tls_mode not in ("files", "self-managed"):
+    if args.tls_mode not in TLS_MODES:
         parser.error(f"--tls-mode: expected files or self-managed, got {args.tls_mode!r}")
-    if args.tls_mode == "self-managed":
-        if cert_file:
-            parser.error("--tls-mode=self-managed writes its own certificate; drop --tls-cert-file")
-        manager = _self_managed_tls(args)
-        if manager is None:
-            return 1
-        cert_file, key_file = str(manager.cert_file), str(manager.key_file)
-    elif not cert_file:
-        directory = Path(args.tls_dir) if args.tls_dir else Path(tempfile.mkdtemp(prefix="restart-process-tls-"))
-        generated = generate_self_signed(directory, ["localhost", "127.0.0.1", "::1"])
-        cert_file, key_file = str(generated.cert_file), str(generated.key_file)
-        log.info(
-            "no --tls-cert-file given: generated a self-signed certificate for localhost",
-            extra={"fields": {"ca_file": str(generated.ca_file), "cert_file": cert_file}},
-        )
-
-    reloader: CertificateReloader | None = None
-    config = _injector_config(args)
-    background = []  # coroutines to run beside the server
-    try:
-        lookup = _image_lookup(args, config, background)
-    except Exception as error:  # a kubeconfig that does not load, no in-cluster configuration
-        print(f"restart-process serve: cannot talk to the API server: {error}", file=sys.stderr)
-        return 1
-    app = create_app(config, ready=lambda: reloader is not None and reloader.loaded, lookup=lookup)
-    server_config = uvicorn.Config(
-        app,
+    if args.tls_mode == "self-managed" and args.tls_cert_file:
+        parser.error("--tls-mode=self-managed writes its own certificate; drop --tls-cert-file")
+    return ServeSettings(
         host=args.host,
         port=args.port,
-        ssl_certfile=cert_file,
-        ssl_keyfile=key_file,
-        log_config=None,  # keep our JSON logging
-        access_log=False,  # one structured line per admission says more
-        server_header=False,
-        # An idle keep-alive TLS connection (the API server keeps them) waits for the peer's
-        # close_notify on shutdown; without a bound, a rollout stalls until SIGKILL.
-        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        log_level=args.log_level,
+        kubeconfig=args.kubeconfig,
+        tls=TLSSettings(
+            mode=args.tls_mode,
+            cert_file=args.tls_cert_file,
+            key_file=args.tls_key_file,
+            directory=args.tls_dir,
+            reload_interval=args.tls_reload_interval,
+            secret_name=args.tls_secret_name,
+            webhook_configuration_name=args.webhook_configuration_name,
+            service_name=args.service_name,
+            namespace=args.namespace,
+            check_interval=args.tls_check_interval,
+        ),
+        injector=_injector_config(args),
+        lookup=_lookup_settings(args, credentials=args.registry_credentials,
+                                discover_local_registry=args.discover_local_registry),
     )
-    try:
-        server_config.load()  # builds the SSLContext now, so the reloader can hold on to it
-    except (OSError, ValueError) as error:
-        print(f"restart-process serve: cannot load the serving certificate: {error}", file=sys.stderr)
-        return 1
-    reloader = CertificateReloader(server_config.ssl, cert_file, key_file)
-    log.info(
-        "serving",
-        extra={"fields": {"url": f"https://{args.host}:{args.port}/mutate", "version": __version__}},
-    )
-    background.append(reloader.run(args.tls_reload_interval))
-    if manager is not None:
-        background.append(manager.run(args.tls_check_interval))
-    asyncio.run(_serve(uvicorn.Server(server_config), background))
-    return 0
 
 
-async def _serve(server, background: list) -> None:
-    tasks = [asyncio.create_task(coroutine) for coroutine in background]
-    try:
-        await server.serve()
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-def _image_lookup(args: argparse.Namespace, config: InjectorConfig, background: list):
-    """Reading ENTRYPOINT/CMD from registries for pods without a command (None: switched off)."""
-    if args.no_registry_lookup:
-        return None
-    from .lookup import ImageLookup
-    from .registry import RegistryClient, Resolver
-
-    credentials = None
-    if args.registry_credentials:
-        from .pullsecrets import PullSecrets
-
-        credentials = PullSecrets(_api_client(args))
-    registry = RegistryClient(insecure=_insecure(args), aliases=args.registry_aliases)
-    if args.discover_local_registry:
-        from .localregistry import keep_discovering
-
-        background.append(keep_discovering(_api_client(args), registry.aliases, args.registry_aliases, 60.0))
-    return ImageLookup(config, Resolver(registry, deadline=args.registry_timeout), args.default_arch, credentials)
-
-
-def _api_client(args: argparse.Namespace):
-    from kubernetes import client as kube_client
-    from kubernetes import config as kube_config
-
-    if args.kubeconfig:
-        return kube_config.new_client_from_config(config_file=args.kubeconfig)
-    kube_config.load_incluster_config()
-    return kube_client.ApiClient()
-
-
-def _insecure(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(p.strip() for p in args.insecure_registries.split(",") if p.strip())
-
-
-def _self_managed_tls(args: argparse.Namespace):
-    """Create or adopt the TLS Secret and patch the caBundle before serving; retry for a minute."""
-    import time
-
-    from .selfmanaged import SelfManagedTLS
-
-    api = _api_client(args)
-    namespace = args.namespace or _own_namespace()
-    if not namespace:
-        print("restart-process serve: --namespace is needed outside a pod", file=sys.stderr)
-        return None
-    directory = Path(args.tls_dir) if args.tls_dir else Path(tempfile.mkdtemp(prefix="restart-process-tls-"))
-    manager = SelfManagedTLS(api, namespace, args.tls_secret_name, args.webhook_configuration_name,
-                             args.service_name, directory)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            manager.ensure()
-            return manager
-        except Exception as error:
-            if time.monotonic() > deadline:
-                log.error("self-managed TLS could not be set up", exc_info=error)
-                return None
-            log.warning("self-managed TLS not ready yet, retrying", extra={"fields": {"error": str(error)}})
-            time.sleep(2)
-
-
-def _own_namespace() -> str | None:
-    """The pod's namespace: POD_NAMESPACE (downward API), else the service account's namespace file."""
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
-    try:
-        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
-    except OSError:
-        return None
-
-
-# --- inject --------------------------------------------------------------------------------
-
-
-def inject(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    config = _injector_config(args)
-    try:
-        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-        documents = load_documents(text)
-    except (OSError, UnicodeDecodeError, InputError) as error:
-        print(f"restart-process inject: {error}", file=sys.stderr)
-        return 1
-
-    try:
-        known = _read_image_configs(args.image_configs) if args.image_configs else {}
-    except (OSError, ValueError) as error:
-        print(f"restart-process inject: --image-configs: {error}", file=sys.stderr)
-        return 1
-    configs = _look_up_images(documents, config, known, args)
-
-    output = []
-    for index, document in enumerate(documents, start=1):
-        mutated, results = transform_document(
-            document, lambda pod, ns: mutate_pod(pod, config, ns, _for_pod(configs, pod, args.default_arch)))
-        for label, mutation in results:
-            for warning in mutation.warnings:
-                print(f"{warning} [document {index}, {label}]", file=sys.stderr)
-        output.append(mutated)
-    sys.stdout.write(dump_documents(output))
-    return 0
-
-
-def _read_image_configs(path: str) -> dict:
-    """{"image": {"Entrypoint": [...], "Cmd": [...]}}, the keys `docker inspect` shows under Config."""
-    from .images import ImageConfig
-
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict):
-        raise ValueError("expected a JSON object of image -> {Entrypoint, Cmd}")
-
-    def words(value) -> bool:
-        return value is None or (isinstance(value, list) and all(isinstance(w, str) for w in value))
-
-    configs = {}
-    for image, config in raw.items():
-        if not isinstance(config, dict) or not words(config.get("Entrypoint")) or not words(config.get("Cmd")):
-            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...]}} (lists of strings or null)')
-        configs[image] = ImageConfig(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
-    return configs
-
-
-def _look_up_images(documents: list[dict], config: InjectorConfig, known: dict, args) -> dict:
-    """(image, arch) -> ImageConfig or LookupFailure, for every pod in the documents that needs one."""
-    from .mutate import Mutation, SKIPPED, images_to_look_up, node_arch
-
-    wanted: set[tuple[str, str]] = set()
-
-    def collect(pod, namespace):
-        arch = node_arch(pod) or args.default_arch
-        wanted.update((image, arch) for image in images_to_look_up(pod, config, namespace))
-        return Mutation(pod, SKIPPED)
-
-    for document in documents:
-        transform_document(document, collect)
-    found = {(image, arch): known[image] for image, arch in wanted if image in known}
-    missing = wanted - set(found)
-    if missing and not args.no_registry_lookup:
-        from .registry import RegistryClient, Resolver
-
-        async def run():
-            client = RegistryClient(insecure=_insecure(args), aliases=args.registry_aliases)
-            try:
-                resolver = Resolver(client, deadline=args.registry_timeout)
-                for arch in {a for _, a in missing}:
-                    results = await resolver.resolve([i for i, a in missing if a == arch], arch)
-                    found.update({(image, arch): value for image, value in results.items()})
-            finally:
-                await client.close()
-
-        asyncio.run(run())
-    return found
-
-
-def _for_pod(configs: dict, pod: dict, default_arch: str) -> dict | None:
-    from .mutate import node_arch
-
-    arch = node_arch(pod) or default_arch
-    return {image: value for (image, a), value in configs.items() if a == arch} or None
-
-
-def load_documents(text: str) -> list[dict]:
-    """Parse JSON or (multi-document) YAML into a list of objects; errors say where."""
-    if text.lstrip().startswith("{"):
-        try:
-            documents = [json.loads(text)]
-        except json.JSONDecodeError as error:
-            raise InputError(f"document 1, line {error.lineno}, column {error.colno}: {error.msg}") from None
-    else:
-        documents = []
-        try:
-            for document in yaml.safe_load_all(text):
-                documents.append(document)
-        except yaml.YAMLError as error:
-            where = f"document {len(documents) + 1}"
-            mark = getattr(error, "problem_mark", None)
-            if mark is not None:
-                where += f", line {mark.line + 1}, column {mark.column + 1}"
-            problem = getattr(error, "problem", None) or str(error)
-            raise InputError(f"{where}: {problem}") from None
-    objects = []
-    for index, document in enumerate(documents, start=1):
-        if document is None:  # an empty document between two `---`
-            continue
-        if not isinstance(document, dict):
-            raise InputError(f"document {index}: expected a Kubernetes object (a mapping), got {type(document).__name__}")
-        objects.append(document)
-    return objects
-
-
-def dump_documents(documents: list[dict]) -> str:
-    return yaml.safe_dump_all(documents, sort_keys=False, width=1 << 16, explicit_start=len(documents) > 1)
+def inject_settings(args: argparse.Namespace) -> InjectSettings:
+    return InjectSettings(filename=args.filename, image_configs_file=args.image_configs,
+                          injector=_injector_config(args), lookup=_lookup_settings(args))
 
 
 # --- flags ---------------------------------------------------------------------------------
+
+
+def _lookup_settings(args: argparse.Namespace, credentials: bool = False,
+                     discover_local_registry: bool = False) -> LookupSettings:
+    return LookupSettings(
+        enabled=not args.no_registry_lookup,
+        timeout=args.registry_timeout,
+        insecure=tuple(p.strip() for p in args.insecure_registries.split(",") if p.strip()),
+        aliases=args.registry_aliases,
+        default_arch=args.default_arch,
+        credentials=credentials,
+        discover_local_registry=discover_local_registry,
+    )
 
 
 def _injector_config(args: argparse.Namespace) -> InjectorConfig:
@@ -374,11 +152,9 @@ def _host_arch() -> str:
 
 
 def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
-    from .registry import DEFAULT_INSECURE
-
     _switch(parser, "no-registry-lookup", "never read ENTRYPOINT/CMD from image registries")
     _flag(parser, "registry-timeout", 2.0, "seconds for all registry lookups of one pod", type=float)
-    _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE),
+    _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE_REGISTRIES),
           "comma-separated host[:port] patterns reached over plain HTTP")
     _flag(parser, "default-arch", _host_arch(), "architecture for image indexes when a pod has no kubernetes.io/arch nodeSelector")
     _flag(parser, "registry-aliases", {}, "comma-separated FROM=TO: reach registry FROM (as images name it) at TO",
@@ -428,7 +204,6 @@ def _parser() -> argparse.ArgumentParser:
             "alias the cluster's local dev registry as kube-public/local-registry-hosting (KEP-1755) describes it")
     _switch(serve_parser, "registry-credentials",
             "use the pod's imagePullSecrets (and its service account's) for registry lookups; needs RBAC to read Secrets")
-    serve_parser.set_defaults(run=serve)
 
     inject_parser = commands.add_parser(
         "inject", help="inject into manifests offline: YAML/JSON in, YAML out (like istioctl kube-inject)"
@@ -437,7 +212,6 @@ def _parser() -> argparse.ArgumentParser:
     _add_injection_flags(inject_parser)
     _add_registry_flags(inject_parser)
     inject_parser.add_argument("--image-configs", help="JSON file of image -> {Entrypoint, Cmd}, used before any registry")
-    inject_parser.set_defaults(run=inject)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The operator's settings for the injection, shared by `serve` and `inject` (pure data)."""
+"""The operator's settings, as typed values: what `cli` builds from flags and environment
+variables, and what `serve`, `inject` and the pure core take (pure data, no I/O)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,15 @@ from .contract import DEFAULT_PREFIX
 
 DEFAULT_WRAPPER_IMAGE = f"restart-process/restart-wrapper:{__version__}"
 ALWAYS_EXCLUDED_NAMESPACES = frozenset({"kube-system", "kube-public"})
-
-# Names of the objects we add to a pod; a pod that already has them, not made by us, is left alone.
-VOLUME = "restart-process"
-INIT_CONTAINER = "restart-process-install"
-MOUNT_PATH = "/restart-process"
-WRAPPER_PATH = f"{MOUNT_PATH}/restart-wrapper"
-# Where the wrapper image keeps the binary that `install` copies into the volume.
-IMAGE_WRAPPER_PATH = "/restart-wrapper"
-# A non-root user that exists in no image: the init container needs no identity, only to write
-# into the emptyDir (which the kubelet creates world-writable).
-INSTALL_UID = 65532
+# Local dev registries: loopback, kind's documented local registry, ctlptl's.
+DEFAULT_INSECURE_REGISTRIES = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]:*",
+                               "kind-registry:*", "ctlptl-registry:*", "registry.localhost:*")
 
 
 @dataclass(frozen=True)
 class InjectorConfig:
+    """What the mutation needs to know beyond the pod: shared by `serve` and `inject`."""
+
     wrapper_image: str = DEFAULT_WRAPPER_IMAGE
     wrapper_image_pull_policy: str = "IfNotPresent"
     annotation_prefix: str = DEFAULT_PREFIX
@@ -41,3 +36,49 @@ class InjectorConfig:
         object.__setattr__(
             self, "excluded_namespaces", frozenset(self.excluded_namespaces) | ALWAYS_EXCLUDED_NAMESPACES
         )
+
+
+@dataclass(frozen=True)
+class LookupSettings:
+    """Reading ENTRYPOINT/CMD from registries for containers without a command."""
+
+    enabled: bool = True
+    timeout: float = 2.0  # seconds for all lookups of one pod (serve) or one run (inject)
+    insecure: tuple[str, ...] = DEFAULT_INSECURE_REGISTRIES
+    aliases: dict[str, str] = field(default_factory=dict)  # registry as images name it -> where we reach it
+    default_arch: str = "amd64"
+    credentials: bool = False  # serve: read the pod's imagePullSecrets (needs RBAC on Secrets)
+    discover_local_registry: bool = False  # serve: aliases from kube-public/local-registry-hosting
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    mode: str = "files"  # files | self-managed
+    cert_file: str | None = None
+    key_file: str | None = None
+    directory: str | None = None  # where generated certificates go (default: a new temporary directory)
+    reload_interval: float = 5.0
+    secret_name: str = "restart-process-webhook-tls"
+    webhook_configuration_name: str = "restart-process-webhook"
+    service_name: str = "restart-process-webhook"
+    namespace: str | None = None
+    check_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    log_level: str = "info"
+    kubeconfig: str | None = None  # None: the in-cluster configuration
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    injector: InjectorConfig = field(default_factory=InjectorConfig)
+    lookup: LookupSettings = field(default_factory=LookupSettings)
+
+
+@dataclass(frozen=True)
+class InjectSettings:
+    filename: str = "-"
+    image_configs_file: str | None = None  # JSON of image -> {Entrypoint, Cmd}, used before any registry
+    injector: InjectorConfig = field(default_factory=InjectorConfig)
+    lookup: LookupSettings = field(default_factory=LookupSettings)

@@ -12,6 +12,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from .names import STATUS
+
 DEFAULT_PREFIX = "restart-process.dev"
 
 ENABLED = "enabled"
@@ -27,8 +29,6 @@ STOP_SIGNAL = "stop-signal"
 STOP_TIMEOUT = "stop-timeout"
 DEBOUNCE = "debounce"
 SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE)
-
-STATUS = "injected"
 
 EXIT_POLICIES = ("restart", "continue")
 # The names the wrapper understands; numbers 1..64 are accepted too.

@@ -1,10 +1,12 @@
-"""Find the pods in a Kubernetes document: a Pod, a workload's pod template, or `List` items (pure)."""
+"""The pods in a Kubernetes document: a Pod, a workload's pod template, or `List` items (pure).
+
+`find_pods` says where they are; `replace_pods` puts mutated ones back, copy-on-write, so
+every part of the document that did not change is shared with the input.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .mutate import Mutation
+from typing import NamedTuple
 
 # Where each workload keeps the template its pods are made from.
 TEMPLATE_PATHS = {
@@ -17,55 +19,72 @@ TEMPLATE_PATHS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
 
-# (pod-shaped dict, namespace) -> Mutation
-PodTransform = Callable[[dict, "str | None"], Mutation]
+
+class FoundPod(NamedTuple):
+    label: str  # Kind/name, for messages
+    pod: dict  # a Pod, or {"metadata", "spec"} of a template
+    namespace: str | None
+    path: tuple  # keys and list indices from the document to the Pod or the template
+    template: bool
 
 
-def transform_document(document: dict, transform: PodTransform) -> tuple[dict, list[tuple[str, Mutation]]]:
-    """Apply `transform` to every pod in the document; return the new document and, per pod,
-    a label (`Kind/name`) with its Mutation. Documents without pods come back as they were."""
-    results: list[tuple[str, Mutation]] = []
-    return _walk(document, transform, results), results
+def find_pods(document: dict) -> list[FoundPod]:
+    found: list[FoundPod] = []
+    _find(document, (), found)
+    return found
 
 
-def _walk(document: dict, transform: PodTransform, results: list) -> dict:
+def replace_pods(document: dict, replacements: list[tuple[FoundPod, dict]]) -> dict:
+    """The document with each found pod replaced; pods that came back as they were are skipped."""
+    for found, pod in replacements:
+        if pod is found.pod:
+            continue
+        if found.template:
+            template = _get(document, found.path)
+            pod = {**template, **pod}
+        document = _set(document, found.path, pod)
+    return document
+
+
+def _find(document: dict, path: tuple, found: list[FoundPod]) -> None:
     kind = document.get("kind")
     metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
     label = f"{kind}/{metadata.get('name') or metadata.get('generateName') or '?'}"
     if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in document):
         items = document.get("items")
-        if not isinstance(items, list):
-            return document
-        walked = [_walk(item, transform, results) if isinstance(item, dict) else item for item in items]
-        return {**document, "items": walked}
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                if isinstance(item, dict):
+                    _find(item, (*path, "items", index), found)
+        return
     if kind == "Pod":
-        mutation = transform(document, metadata.get("namespace"))
-        results.append((label, mutation))
-        return mutation.pod
-    path = TEMPLATE_PATHS.get(kind)
-    template = _get(document, path) if path else None
-    if not isinstance(template, dict):
-        return document
-    pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
-    mutation = transform(pod, metadata.get("namespace"))
-    results.append((label, mutation))
-    if mutation.pod is pod:
-        return document
-    return _set(document, path, {**template, **mutation.pod})
+        found.append(FoundPod(label, document, metadata.get("namespace"), path, False))
+        return
+    template_path = TEMPLATE_PATHS.get(kind)
+    template = _get(document, template_path) if template_path else None
+    if isinstance(template, dict):
+        pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
+        found.append(FoundPod(label, pod, metadata.get("namespace"), (*path, *template_path), True))
 
 
-def _get(document: dict, path: tuple[str, ...]):
-    node = document
+def _get(node, path: tuple):
     for key in path:
-        if not isinstance(node, dict):
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            node = node[key]
+        elif isinstance(key, str) and isinstance(node, dict):
+            node = node.get(key)
+        else:
             return None
-        node = node.get(key)
     return node
 
 
-def _set(document: dict, path: tuple[str, ...], value) -> dict:
-    """A copy of `document` with `value` at `path`, sharing every untouched branch."""
+def _set(node, path: tuple, value):
+    """A copy of `node` with `value` at `path`, sharing every untouched branch."""
+    if not path:
+        return value
     head, *rest = path
-    child = value if not rest else _set(document.get(head) or {}, tuple(rest), value)
-    return {**document, head: child}
-
+    if isinstance(node, list):
+        copied = list(node)
+        copied[head] = _set(node[head], tuple(rest), value)
+        return copied
+    return {**node, head: _set(node.get(head) or {}, tuple(rest), value)}

@@ -14,7 +14,7 @@ import logging
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .registry import Credential
+from .images import Credential
 
 log = logging.getLogger("restart_process.pullsecrets")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 
-from .contract import CONTAINERS, DEFAULT_PREFIX, ENABLED, IMAGES, STATUS
+from .contract import CONTAINERS, DEFAULT_PREFIX, ENABLED, IMAGES
+from .names import STATUS
 
 NAME = "restart-process-webhook"
 WEBHOOK_NAME = "inject.restart-process.dev"

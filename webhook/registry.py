@@ -23,53 +23,16 @@ import json
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import httpx
 
-from .images import ImageConfig, LookupFailure
+from .config import DEFAULT_INSECURE_REGISTRIES
+from .images import Credential, ImageConfig, ImageReference, LookupFailure, same_registry
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
-DOCKER_HUB = "registry-1.docker.io"
-# Local dev registries: kind's documented local registry and ctlptl's, and loopback.
-DEFAULT_INSECURE = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]:*",
-                    "kind-registry:*", "ctlptl-registry:*", "registry.localhost:*")
 MAX_DOCUMENT = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Credential:
-    registry: str
-    username: str
-    password: str
-
-
-@dataclass(frozen=True)
-class Reference:
-    registry: str  # host[:port] to talk to
-    repository: str
-    reference: str  # tag or digest
-
-    @classmethod
-    def parse(cls, image: str) -> "Reference":
-        name, digest = (image.split("@", 1) + [None])[:2]
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            registry, path = first, rest
-        else:
-            registry, path = "docker.io", name
-        tag = None
-        if ":" in path.rsplit("/", 1)[-1]:
-            path, tag = path.rsplit(":", 1)
-        if registry in ("docker.io", "index.docker.io"):
-            registry = DOCKER_HUB
-            if "/" not in path:
-                path = f"library/{path}"
-        if not re.fullmatch(r"[a-z0-9]+([._/-][a-z0-9]+)*", path):
-            raise ValueError(f"not an image reference: {image}")
-        return cls(registry, path, digest or tag or "latest")
 
 
 class RegistryError(Exception):
@@ -79,7 +42,7 @@ class RegistryError(Exception):
 class RegistryClient:
     """Talks the distribution API; one instance per server, sharing connections and the cache."""
 
-    def __init__(self, insecure: tuple[str, ...] = DEFAULT_INSECURE, aliases: dict[str, str] | None = None,
+    def __init__(self, insecure: tuple[str, ...] = DEFAULT_INSECURE_REGISTRIES, aliases: dict[str, str] | None = None,
                  tag_ttl: float = 60.0,
                  failure_ttl: float = 30.0, cache_size: int = 512, transport: httpx.AsyncBaseTransport | None = None,
                  event_hooks: dict | None = None):
@@ -101,7 +64,9 @@ class RegistryClient:
 
     async def image_config(self, image: str, arch: str, credentials: tuple[Credential, ...] = ()) -> ImageConfig:
         """Raises RegistryError (or a timeout) when the config cannot be read."""
-        ref = Reference.parse(image)
+        ref = ImageReference.parse(image)
+        if not ref.is_valid():
+            raise ValueError(f"not an image reference: {image}")
         # Keyed by where the registry is reached, so a new alias is not hidden by an old failure.
         key = (self._host(ref.registry), ref.repository, ref.reference, arch)
         if ref.reference.startswith("sha256:") and key in self._by_digest:
@@ -122,8 +87,8 @@ class RegistryClient:
 
     # --- the protocol -----------------------------------------------------------------------
 
-    async def _fetch(self, ref: Reference, arch: str, credentials: tuple[Credential, ...]) -> ImageConfig:
-        credential = next((c for c in credentials if _same_registry(c.registry, ref.registry)), None)
+    async def _fetch(self, ref: ImageReference, arch: str, credentials: tuple[Credential, ...]) -> ImageConfig:
+        credential = next((c for c in credentials if same_registry(c.registry, ref.registry)), None)
         manifest, digest = await self._manifest(ref, ref.reference, credential)
         if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
             chosen = _choose_platform(manifest.get("manifests") or [], arch)
@@ -143,7 +108,7 @@ class RegistryClient:
         self._remember((self._host(ref.registry), ref.repository, digest, arch), config)
         return config
 
-    async def _manifest(self, ref: Reference, reference: str, credential) -> tuple[dict, str]:
+    async def _manifest(self, ref: ImageReference, reference: str, credential) -> tuple[dict, str]:
         response = await self._get(ref, f"/v2/{ref.repository}/manifests/{reference}", credential, ACCEPT)
         if reference.startswith("sha256:"):
             _check_digest(response.content, reference)
@@ -153,7 +118,7 @@ class RegistryClient:
         except json.JSONDecodeError:
             raise RegistryError(f"{ref.registry} sent a manifest that is not JSON") from None
 
-    async def _get(self, ref: Reference, path: str, credential, accept: str | None) -> httpx.Response:
+    async def _get(self, ref: ImageReference, path: str, credential, accept: str | None) -> httpx.Response:
         host = self._host(ref.registry)
         scheme = "http" if self._is_insecure(host) else "https"
         url = f"{scheme}://{host}{path}"
@@ -183,7 +148,7 @@ class RegistryClient:
             raise RegistryError(f"{httpx.URL(url).netloc.decode()} sent more than {MAX_DOCUMENT} bytes")
         return response
 
-    async def _authorize(self, ref: Reference, challenge: httpx.Response, credential) -> str:
+    async def _authorize(self, ref: ImageReference, challenge: httpx.Response, credential) -> str:
         scheme, params = _parse_challenge(challenge.headers.get("WWW-Authenticate", ""))
         basic = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode() if credential else None
         if scheme == "basic":
@@ -258,13 +223,6 @@ class Resolver:
 
 
 # --- small pure helpers ------------------------------------------------------------------------
-
-
-def _same_registry(configured: str, registry: str) -> bool:
-    host = re.sub(r"^https?://", "", configured).split("/", 1)[0]
-    if host in ("index.docker.io", "docker.io", "registry-1.docker.io"):
-        host = DOCKER_HUB
-    return host == registry
 
 
 def _choose_platform(manifests: list, arch: str) -> str | None:

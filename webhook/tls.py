@@ -107,7 +107,6 @@ class CertificateReloader:
         self.key_file = key_file
         self._seen = self._fingerprint()
         self.loaded = True  # uvicorn loaded the chain when it built the context
-        self.reloads = 0
 
     def _fingerprint(self) -> tuple:
         stats = [os.stat(path) for path in (self.cert_file, self.key_file)]
@@ -129,7 +128,6 @@ class CertificateReloader:
             log.warning("certificate files changed but do not load yet: %s", error)
             return False
         self._seen = current
-        self.reloads += 1
         log.info("reloaded serving certificate from %s", self.cert_file)
         return True
 

@@ -10,8 +10,8 @@ from kubernetes.client.rest import ApiException
 
 from webhook.registration import webhook_configuration
 
-from .controlplane import ControlPlane
-from .harness import WebhookServer, wait_for_mutation
+from tests.support.controlplane import ControlPlane
+from tests.support.webhook_server import WebhookServer, wait_for_mutation
 
 # Namespaces with this label are left to tests that register a webhook of their own.
 ISOLATED = "restart-process.dev/test-isolated"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
 
@@ -16,7 +15,8 @@ from webhook import cli
 from webhook.registration import webhook_configuration
 
 from .conftest import ISOLATED
-from .harness import WebhookServer, annotated_pod, wait_for_mutation
+from tests.support.waiting import wait_until
+from tests.support.webhook_server import WebhookServer, annotated_pod, wait_for_mutation
 
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -136,15 +136,15 @@ def test_failure_policy_ignore_fails_open_and_fail_rejects(api, core, registered
 
         admission.patch_mutating_webhook_configuration(
             body["metadata"]["name"], [{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Fail"}])
-        deadline = time.monotonic() + 30
-        while True:  # the API server picks up configuration changes within a moment
+        def refused() -> str | None:  # the API server picks up configuration changes within a moment
             try:
                 core.create_namespaced_pod(namespace, annotated_pod(f"p-{uuid.uuid4().hex[:6]}"), dry_run="All")
-            except ApiException as refused:
-                assert "failed calling webhook" in refused.body and "inject.restart-process.dev" in refused.body
-                break
-            assert time.monotonic() < deadline, "failurePolicy: Fail never took effect"
-            time.sleep(0.2)
+            except ApiException as error:
+                return error.body
+            return None
+
+        body_of_refusal = wait_until(refused, 30, interval=0.2, what="failurePolicy: Fail to take effect")
+        assert "failed calling webhook" in body_of_refusal and "inject.restart-process.dev" in body_of_refusal
     finally:
         server.stop()
         admission.delete_mutating_webhook_configuration(body["metadata"]["name"])
@@ -160,13 +160,8 @@ def test_deployment_pods_are_mutated_through_the_controller_manager(api, core, r
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": template["metadata"], "spec": template["spec"]}},
     })
-    deadline = time.monotonic() + 60
-    while True:
-        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
-        if len(pods) == 2:
-            break
-        assert time.monotonic() < deadline, "the controller manager created no pods"
-        time.sleep(0.2)
+    pods = wait_until(lambda: len(found := core.list_namespaced_pod(namespace, label_selector="app=web").items) == 2
+                      and found, 60, interval=0.2, what="the controller manager to create two pods")
     for pod in pods:
         assert pod.metadata.owner_references[0].kind == "ReplicaSet"
         assert pod.spec.init_containers[0].name == "restart-process-install"

@@ -9,7 +9,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -22,8 +21,9 @@ from tests.chart.helm import SECRET_MODE, render
 from webhook.selfmanaged import Lifetimes, Material, SelfManagedTLS, new_ca, service_hosts
 from webhook.tls import issue_serving_certificate, private_key_pem
 
-from ..ports import free_port
-from ..processes import stop
+from tests.support.ports import free_port
+from tests.support.processes import stop
+from tests.support.waiting import wait_until
 
 
 def apply(api, objects: list[dict]) -> None:
@@ -216,21 +216,17 @@ def test_serve_in_self_managed_mode(core, control_plane, release, tmp_path):
          f"--tls-secret-name={release.secret}", f"--webhook-configuration-name={release.name}",
          f"--service-name={release.name}", f"--tls-dir={tmp_path / 'tls'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def ready_with_the_secrets_certificate() -> bool:
+        secret = core.read_namespaced_secret(release.secret, release.namespace)
+        bundle = base64.b64decode(secret.data["ca.crt"])
+        context = ssl.create_default_context(cadata=bundle.decode())
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as raw, context.wrap_socket(
+                raw, server_hostname=f"{release.name}.{release.namespace}.svc") as tls:
+            tls.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return tls.recv(64).startswith(b"HTTP/1.1 200")
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()
-            try:
-                secret = core.read_namespaced_secret(release.secret, release.namespace)
-                bundle = base64.b64decode(secret.data["ca.crt"])
-                context = ssl.create_default_context(cadata=bundle.decode())
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw, context.wrap_socket(
-                        raw, server_hostname=f"{release.name}.{release.namespace}.svc") as tls:
-                    tls.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    assert tls.recv(64).startswith(b"HTTP/1.1 200")
-                break
-            except (ApiException, OSError):
-                assert time.monotonic() < deadline, "self-managed serve never came up"
-                time.sleep(0.2)
+        wait_until(ready_with_the_secrets_certificate, 30, interval=0.2, what="self-managed serve to come up",
+                   ignoring=(ApiException, OSError), process=process)
     finally:
         assert stop(process), "the server did not stop on SIGTERM"

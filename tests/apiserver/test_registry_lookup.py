@@ -4,21 +4,16 @@ import asyncio
 import base64
 import json
 
-import pytest
 
+from tests.support.ports import free_port
+from tests.support.registry import PASSWORD, USER, Registry
+from tests.support.reviews import pod_review
+from tests.support.waiting import wait_until
+from tests.support.webhook_server import WebhookServer, annotated_pod
 from webhook.images import ImageConfig
+from webhook.localregistry import discover
 from webhook.pullsecrets import PullSecrets
 from webhook.registry import RegistryClient, Resolver
-
-from ..registry_harness import PASSWORD, USER, Registry
-from .harness import annotated_pod
-
-
-@pytest.fixture(scope="module")
-def registry():
-    running = Registry()
-    yield running
-    running.stop()
 
 
 def test_a_pod_with_only_the_opt_in_annotation_is_wrapped_with_the_images_entrypoint(core, registered, registry, namespace):
@@ -67,20 +62,6 @@ def test_pull_secrets_of_the_pod_and_its_service_account(api, core, namespace):
 
 def test_the_local_registry_is_discovered_from_kube_public(api, core, control_plane, registry, tmp_path):
     """kind/ctlptl's ConfigMap tells the webhook where pods reach the registry that images call localhost:5001."""
-    import ssl
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    from webhook.localregistry import discover
-    from webhook.tls import generate_self_signed
-
-    from ..admission_reviews import pod_review
-    from ..ports import free_port
-    from ..processes import stop
-
     assert discover(api) == {}  # no ConfigMap yet
     named = f"localhost:{free_port()}"
     core.create_namespaced_config_map("kube-public", {
@@ -89,33 +70,17 @@ def test_the_local_registry_is_discovered_from_kube_public(api, core, control_pl
     try:
         assert discover(api) == {named: registry.host}
         registry.push_image("local/app", "dev", entrypoint=["/local-app"])
-        certs = generate_self_signed(tmp_path, ["127.0.0.1"])
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--tls-cert-file", str(certs.cert_file), "--tls-key-file", str(certs.key_file),
-             "--discover-local-registry", f"--kubeconfig={control_plane.kubeconfig}"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"))
-        client = None
+        server = WebhookServer("--discover-local-registry", f"--kubeconfig={control_plane.kubeconfig}",
+                               directory=tmp_path).start()
         try:
-            client = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=str(certs.ca_file)))
             pod = {"metadata": {"name": "p", "annotations": {"restart-process.dev/enabled": "true"}},
                    "spec": {"containers": [{"name": "app", "image": f"{named}/local/app:dev"}]}}
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    response = client.post("/mutate", json=pod_review(pod)).json()["response"]
-                    if "patch" in response:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline and process.poll() is None, "the alias was never used"
-                time.sleep(0.2)
+            with server.client() as client:
+                response = wait_until(lambda: "patch" in (r := client.post("/mutate", json=pod_review(pod)).json()["response"])
+                                      and r, 20, interval=0.2, what="the discovered alias to be used",
+                                      process=server.process)
             assert response.get("warnings") is None
         finally:
-            if client is not None:
-                client.close()
-            if not stop(process):
-                raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+            assert server.stop(), server.output()[-3000:]
     finally:
         core.delete_namespaced_config_map("local-registry-hosting", "kube-public")

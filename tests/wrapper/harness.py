@@ -9,23 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 CHILD = [sys.executable, str(Path(__file__).with_name("child.py"))]
 # The ASan build also checks for leaks at exit (LeakSanitizer needs ptrace, which this machine allows).
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 ENV = {**os.environ, **SANITIZER_ENV}
-
-
-def wait_until(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Wrapper:

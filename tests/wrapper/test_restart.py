@@ -9,7 +9,7 @@ import time
 import pytest
 
 from .harness import ENV, Wrapper, alive, wait_until
-from ..ports import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from webhook.tls import issue_serving_certificate, new_ca, private_key_pem
-from tests.ports import free_port
+from .ports import free_port
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
@@ -156,18 +157,10 @@ class ControlPlane:
         return process
 
     def _wait(self, name: str, process: subprocess.Popen, probe, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_of(name)[-3000:]}")
-            try:
-                if probe():
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.log_of(name)[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until(probe, timeout, interval=0.2, what=f"{name} to be ready", ignoring=(OSError,), process=process)
+        except AssertionError as error:
+            raise RuntimeError(f"{error}:\n{self.log_of(name)[-3000:]}") from None
 
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from tests.ports import free_port
-from tests.processes import stop
+
+from .ports import free_port
+from .processes import stop
+from .waiting import wait_until
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -123,16 +125,8 @@ class Registry:
         self.log = open(self.dir / "registry.log", "wb")
         self.process = subprocess.Popen([shutil.which("docker-registry") or "/usr/bin/docker-registry", "serve",
                                          str(self.dir / "config.yml")], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.process.poll() is None, (self.dir / "registry.log").read_text()
-            try:
-                if httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "registry did not start"
-            time.sleep(0.05)
+        wait_until(lambda: httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401), 20, interval=0.05,
+                   what="the registry to answer", ignoring=(httpx.HTTPError,), process=self.process)
         self.http = httpx.Client(base_url=self.url, auth=self._auth_flow())
 
     def _auth_flow(self):

@@ -1,4 +1,4 @@
-"""The webhook side of the integration harness: the real server process and small helpers."""
+"""The real `restart-process serve` as a process, with its own CA, and small helpers around it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -15,43 +14,53 @@ import httpx
 from webhook.registration import with_ca_bundle
 from webhook.tls import generate_self_signed
 
-from ..ports import free_port
-from ..processes import stop
+from .ports import free_port
+from .processes import stop
+from .waiting import wait_until
 
 
 class WebhookServer:
-    """`restart-process serve` as a process, with its own CA (as a real deployment would have)."""
+    """`restart-process serve` on loopback over TLS, as a real deployment would run it. Always `stop()`."""
 
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="restart-process-webhook-"))
+    def __init__(self, *extra_args: str, directory: Path | None = None):
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="restart-process-webhook-"))
         self.certs = generate_self_signed(self.dir, ["127.0.0.1"])
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.context = ssl.create_default_context(cafile=str(self.certs.ca_file))
+        self.extra_args = extra_args
         self.process = None
 
-    def start(self) -> "WebhookServer":
+    def start(self) -> WebhookServer:
         self.log = open(self.dir / "serve.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--tls-cert-file", str(self.certs.cert_file), "--tls-key-file", str(self.certs.key_file)],
+             "--tls-cert-file", str(self.certs.cert_file), "--tls-key-file", str(self.certs.key_file),
+             *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, (self.dir / "serve.log").read_text()
-            try:
-                if httpx.get(self.url + "/readyz", verify=self.context, timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "webhook server did not become ready"
-            time.sleep(0.1)
+        try:
+            wait_until(lambda: httpx.get(self.url + "/readyz", verify=self.context, timeout=1).status_code == 200,
+                       timeout=30, interval=0.1, what="the webhook server to be ready", ignoring=(httpx.HTTPError,),
+                       process=self.process)
+        except AssertionError as error:
+            self.stop()
+            raise AssertionError(f"{error}\n{self.output()}") from None
+        return self
 
-    def stop(self) -> None:
-        if self.process:
-            stop(self.process)
-            self.log.close()
+    def stop(self) -> bool:
+        """True when the server exited by itself on SIGTERM."""
+        if self.process is None:
+            return True
+        exited = stop(self.process)
+        self.log.close()
+        return exited
+
+    def output(self) -> str:
+        return (self.dir / "serve.log").read_text(errors="replace")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.context)
 
     def admissions(self) -> float:
         """How many reviews the server has answered, whatever the outcome."""
@@ -75,10 +84,8 @@ def annotated_pod(name: str, annotations: dict | None = None, **container) -> di
 
 def wait_for_mutation(core, namespace: str, timeout: float = 30) -> None:
     """A webhook is ready only once a dry-run create comes back mutated (cert-manager's check)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def mutated():
         pod = core.create_namespaced_pod(namespace, annotated_pod(f"probe-{uuid.uuid4().hex[:8]}"), dry_run="All")
-        if pod.spec.init_containers:
-            return
-        assert time.monotonic() < deadline, "the API server never applied the webhook"
-        time.sleep(0.2)
+        return bool(pod.spec.init_containers)
+
+    wait_until(mutated, timeout, interval=0.2, what="the API server to apply the webhook")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from webhook import cli
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def inputs() -> list[Path]:
