@@ -80,14 +80,13 @@ class Contract:
     every_container: bool
     container_names: tuple[str, ...]
     image_patterns: tuple[str, ...]
-    # setting key -> value for the whole pod, and container name -> (key -> value)
-    pod_settings: dict[str, str] = field(default_factory=dict)
-    container_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ContainerSettings field -> parsed value, for the whole pod and per container name
+    pod_settings: dict[str, object] = field(default_factory=dict)
+    container_settings: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def settings_for(self, container: str) -> ContainerSettings:
-        """Merge pod-wide and per-container values; values were validated by `read_contract`."""
-        raw = {**self.pod_settings, **self.container_settings.get(container, {})}
-        return ContainerSettings(**{_field(key): _parse_setting(key, value) for key, value in raw.items()})
+        """Per-container values over pod-wide ones."""
+        return ContainerSettings(**{**self.pod_settings, **self.container_settings.get(container, {})})
 
 
 def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Contract, list[str]]:
@@ -142,8 +141,8 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
         if not image_patterns or bad:
             problems.append(f"{name(IMAGES)}: expected comma-separated image names, got {_show(ours[IMAGES])}")
 
-    pod_settings: dict[str, str] = {}
-    container_settings: dict[str, dict[str, str]] = {}
+    pod_settings: dict[str, object] = {}
+    container_settings: dict[str, dict[str, object]] = {}
     for key, value in ours.items():
         if key in OPT_IN_KEYS:
             continue
@@ -152,14 +151,14 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
             problems.append(f"{name(key)}: unknown annotation; settings are {', '.join(SETTING_KEYS)}")
             continue
         try:
-            _parse_setting(base, value)
+            parsed = _PARSERS[base](value)
         except InvalidValue as error:
             problems.append(f"{name(key)}: {error}, got {_show(value)}")
             continue
         if container:
-            container_settings.setdefault(container, {})[base] = value
+            container_settings.setdefault(container, {})[_field(base)] = parsed
         else:
-            pod_settings[base] = value
+            pod_settings[_field(base)] = parsed
 
     return (
         Contract(
@@ -253,10 +252,6 @@ _PARSERS = {
     STOP_TIMEOUT: parse_duration,
     DEBOUNCE: parse_duration,
 }
-
-
-def _parse_setting(key: str, value: str):
-    return _PARSERS[key](value)
 
 
 def _field(key: str) -> str:

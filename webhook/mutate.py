@@ -135,7 +135,23 @@ def _inject(pod: dict, to_wrap: dict[int, tuple[Resolved, ContainerSettings]], c
 
 
 def _install_container(config: InjectorConfig) -> dict:
-    """The init container that copies the wrapper into the shared volume; passes PSS "restricted"."""
+    """The init container that copies the wrapper into the shared volume; passes PSS "restricted".
+
+    Built once per configuration and shared by every pod it goes into, like every other subtree
+    the mutation does not change: results are never modified in place."""
+    cached = _INSTALL_CONTAINERS.get(id(config))
+    if cached is None or cached[0] is not config:
+        if len(_INSTALL_CONTAINERS) > 16:
+            _INSTALL_CONTAINERS.clear()
+        cached = _INSTALL_CONTAINERS[id(config)] = (config, _build_install_container(config))
+    return cached[1]
+
+
+# id(config) -> (config, container); holding the config keeps its id from being reused.
+_INSTALL_CONTAINERS: dict[int, tuple[InjectorConfig, dict]] = {}
+
+
+def _build_install_container(config: InjectorConfig) -> dict:
     return {
         "name": names.INIT_CONTAINER,
         "image": config.wrapper_image,

@@ -12,8 +12,11 @@ The tests check every patch by applying it with `jsonpatch` to random documents.
 from __future__ import annotations
 
 
+_MISSING = object()
+
+
 def diff(before, after, path: str = "") -> list[dict]:
-    if _same(before, after):
+    if before is after:  # shared with the input: untouched by the mutation
         return []
     if isinstance(before, dict) and isinstance(after, dict):
         ops = []
@@ -21,20 +24,25 @@ def diff(before, after, path: str = "") -> list[dict]:
             if key not in after:
                 ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
         for key, value in after.items():
-            if key in before:
-                ops += diff(before[key], value, f"{path}/{_escape(key)}")
-            else:
+            old = before.get(key, _MISSING)
+            if old is value:
+                continue
+            if old is _MISSING:
                 ops.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
+            else:
+                ops += diff(old, value, f"{path}/{_escape(key)}")
         return ops
     if isinstance(before, list) and isinstance(after, list):
         return _diff_lists(before, after, path)
+    if _same(before, after):
+        return []
     return [{"op": "replace", "path": path, "value": after}]
 
 
 def _diff_lists(before: list, after: list, path: str) -> list[dict]:
-    if not any(isinstance(v, (dict, list)) for v in before + after):
+    if not any(isinstance(v, (dict, list)) for v in before) and not any(isinstance(v, (dict, list)) for v in after):
         # A list of plain values (a command line) reads best replaced whole.
-        return [{"op": "replace", "path": path, "value": after}]
+        return [] if _same(before, after) else [{"op": "replace", "path": path, "value": after}]
     start = 0
     while start < len(before) and start < len(after) and _same(before[start], after[start]):
         start += 1
@@ -64,4 +72,6 @@ def _same(a, b) -> bool:
 
 
 def _escape(key: str) -> str:
+    if "~" not in key and "/" not in key:
+        return key
     return key.replace("~", "~0").replace("/", "~1")  # annotation keys contain "/"

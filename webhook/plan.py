@@ -130,7 +130,8 @@ def _check_container_references(contract: Contract, spec: dict, prefix: str) -> 
         if name not in app:
             problems.append(unknown(CONTAINERS, name))
     for name, settings in contract.container_settings.items():
-        for key in settings:
+        for field in settings:
+            key = field.replace("_", "-")  # back to the annotation's spelling
             if name not in app:
                 problems.append(unknown(f"{key}.{name}", name))
             elif contract.container_names or contract.image_patterns:
