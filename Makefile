@@ -63,10 +63,12 @@ $(BUILD)/chroot-probe: tests/wrapper/chroot_probe.c | packages
 	@mkdir -p $(BUILD)
 	$(WRAPPER_CC) $(CSTD) $(SMALL) -o $@ $<
 
+# Benchmarks import the test harnesses as the package tests.support, so they run as modules.
 bench: packages $(VENV)/.installed wrapper control-plane
-	$(BIN)/python benchmarks/wrapper_restart.py
-	$(BIN)/python benchmarks/mutate_load.py
-	$(BIN)/python benchmarks/apiserver_latency.py
+	@hack/ensure-packages.sh wrk:wrk
+	$(BIN)/python -m benchmarks.wrapper_restart
+	$(BIN)/python -m benchmarks.mutate_load
+	$(BIN)/python -m benchmarks.apiserver_latency
 
 clean:
 	rm -rf $(BUILD) $(VENV)

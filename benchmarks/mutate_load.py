@@ -1,39 +1,42 @@
-"""Load benchmark of POST /mutate against a no-op endpoint served by the same server process.
+"""Throughput of POST /mutate against a no-op endpoint on the same server, driven by `wrk`.
 
-The server is the real app on uvicorn over TLS on loopback, with one extra route, /noop, that
-reads the body and answers a constant: the difference is what admission costs (JSON parsing,
-the mutation, the JSON patch, logging, metrics). Both endpoints get the same AdmissionReview
-of a typical annotated pod, alternating in blocks so machine noise hits both alike.
+The server is the real app on uvicorn over TLS on loopback, one process, with one extra route,
+/noop, that reads the body and answers a constant: the difference is what admission costs
+(parsing, planning, the mutation, the patch, the response, logging, metrics). A real load
+generator, because a Python client is slower than the server and hides the difference.
+Rounds alternate between the two endpoints so machine noise hits both alike.
 
-    .venv/bin/python benchmarks/mutate_load.py [--requests N] [--concurrency C] [--seconds S]
+    .venv/bin/python -m benchmarks.mutate_load [--seconds S] [--rounds R] [--source DIR]
+
+`--source` runs the server from another checkout (to compare before and after a change).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.support.ports import free_port
+from tests.support.processes import stop
+from tests.support.reviews import pod_review
+from tests.support.waiting import wait_until
+from webhook.tls import generate_self_signed
 
-from benchmarks.stats import percentile  # noqa: E402
-from tests.admission_reviews import pod_review  # noqa: E402
-from tests.ports import free_port  # noqa: E402
-from tests.processes import stop  # noqa: E402
-from webhook.tls import generate_self_signed  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SERVER = """
-import logging, sys
+import sys
+sys.path.insert(0, sys.argv[4])
 import uvicorn
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -42,7 +45,16 @@ from webhook.config import InjectorConfig
 from webhook import logs
 
 logs.configure("info")
-app = create_app(InjectorConfig())
+# As `serve` runs it by default: registry lookups on (the typical pod has a command, so none is made).
+try:
+    from webhook.config import LookupSettings
+    from webhook.lookup import ImageLookup
+    lookup = ImageLookup(LookupSettings())
+except ImportError:  # a checkout from before webhook.config.LookupSettings (--source)
+    from webhook.lookup import ImageLookup
+    from webhook.registry import RegistryClient, Resolver
+    lookup = ImageLookup(InjectorConfig(), Resolver(RegistryClient()), "amd64")
+app = create_app(InjectorConfig(), lookup=lookup)
 
 @app.post("/noop")
 async def noop(request: Request):
@@ -78,82 +90,84 @@ TYPICAL_POD = {
     },
 }
 
-
-def latencies(client: httpx.Client, path: str, body: bytes, n: int) -> list[float]:
-    result = []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = client.post(path, content=body, headers={"content-type": "application/json"})
-        result.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.text
-    return result
+POST_SCRIPT = """
+local f = io.open("{body}", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+"""
 
 
-def throughput(url: str, context: ssl.SSLContext, path: str, body: bytes, concurrency: int, seconds: float) -> float:
-    counts = [0] * concurrency
-    stop_at = time.perf_counter() + seconds
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict:
+    """One wrk run: requests per second and latency percentiles (ms); fails on any non-2xx answer."""
+    result = subprocess.run(
+        ["wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds:g}s",
+         "--latency", "--script", str(script), url],
+        capture_output=True, text=True, check=True)
+    out = result.stdout
+    assert "Non-2xx" not in out and "Socket errors" not in out, out
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    percentiles = {int(p): _ms(value, unit) for p, value, unit in
+                   re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)}
+    return {"rate": rate, "p50": percentiles[50], "p99": percentiles[99]}
 
-    def worker(index: int) -> None:
-        with httpx.Client(base_url=url, verify=context) as client:
-            while time.perf_counter() < stop_at:
-                client.post(path, content=body, headers={"content-type": "application/json"})
-                counts[index] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / seconds
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="sequential requests per endpoint")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint, for throughput")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint and connection count")
+    parser.add_argument("--connections", default="1,8,64", help="comma-separated wrk connection counts")
+    parser.add_argument("--source", type=Path, default=ROOT, help="checkout whose webhook/ the server runs")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: `make bench` installs it (Debian package wrk)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        certs = generate_self_signed(Path(tmp), ["127.0.0.1"])
+        directory = Path(tmp)
+        certs = generate_self_signed(directory, ["127.0.0.1"])
+        body = directory / "review.json"
+        body.write_text(json.dumps(pod_review(TYPICAL_POD, "dev")))
+        size = body.stat().st_size
+        script = directory / "post.lua"
+        script.write_text(POST_SCRIPT.format(body=body))
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-c", SERVER, str(certs.cert_file), str(certs.key_file), str(port)],
-                                  cwd=ROOT, stderr=subprocess.DEVNULL)
         url = f"https://127.0.0.1:{port}"
-        context = ssl.create_default_context(cafile=str(certs.ca_file))
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(certs.cert_file), str(certs.key_file), str(port), str(args.source.resolve())],
+            stderr=subprocess.DEVNULL)
         try:
-            with httpx.Client(base_url=url, verify=context) as client:
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        client.get("/healthz")
-                        break
-                    except httpx.HTTPError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
-                body = json.dumps(pod_review(TYPICAL_POD, "dev")).encode()
-                check = client.post("/mutate", content=body, headers={"content-type": "application/json"}).json()
-                assert check["response"].get("patchType") == "JSONPatch", "the typical pod must be mutated"
-                latencies(client, "/mutate", body, 200)  # warm up both paths
-                latencies(client, "/noop", body, 200)
-                results = {"/mutate": [], "/noop": []}
-                block = 100
-                for _ in range(max(1, args.requests // block)):
-                    for path in results:
-                        results[path] += latencies(client, path, body, block)
-            rates = {path: throughput(url, context, path, body, args.concurrency, args.seconds) for path in results}
+            with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(certs.ca_file))) as client:
+                wait_until(lambda: client.get("/healthz").status_code == 200, 20, interval=0.1,
+                           what="the server", ignoring=(httpx.HTTPError,), process=server)
+                answer = client.post("/mutate", content=body.read_bytes(), headers={"content-type": "application/json"})
+                assert answer.json()["response"].get("patchType") == "JSONPatch", "the typical pod must be mutated"
+            connections = [int(c) for c in args.connections.split(",")]
+            results = {(path, c): [] for c in connections for path in ("/mutate", "/noop")}
+            for c in connections:
+                wrk(url + "/mutate", script, c, 1)  # warm up both paths
+                wrk(url + "/noop", script, c, 1)
+                for _ in range(args.rounds):
+                    for path in ("/mutate", "/noop"):
+                        results[(path, c)].append(wrk(url + path, script, c, args.seconds))
         finally:
             assert stop(server), "the server did not stop on SIGTERM"
 
-    print(f"POST with a {len(body)}-byte AdmissionReview of a typical annotated pod, TLS on loopback, one server process")
-    print(f"{'':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  (latency: {len(results['/mutate'])} sequential; "
-          f"throughput: {args.concurrency} clients x {args.seconds:.0f}s)")
-    for path, values in results.items():
-        print(f"{path:8} {statistics.median(values):8.3f} {percentile(values, 99):8.3f} {rates[path]:8.0f}")
-    print(f"ratio /mutate vs /noop: p50 {statistics.median(results['/mutate']) / statistics.median(results['/noop']):.2f}x, "
-          f"p99 {percentile(results['/mutate'], 99) / percentile(results['/noop'], 99):.2f}x, "
-          f"throughput {rates['/mutate'] / rates['/noop']:.2f}x")
+    print(f"wrk, 1 thread, POST of a {size}-byte AdmissionReview of a typical "
+          f"annotated pod, TLS on loopback, one server process ({args.source}); median of {args.rounds} x {args.seconds:g}s")
+    print(f"{'conns':>5} {'endpoint':8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for c in connections:
+        rates = {}
+        for path in ("/mutate", "/noop"):
+            runs = results[(path, c)]
+            rates[path] = statistics.median(r["rate"] for r in runs)
+            print(f"{c:5} {path:8} {rates[path]:8.0f} {statistics.median(r['p50'] for r in runs):8.2f} "
+                  f"{statistics.median(r['p99'] for r in runs):8.2f}")
+        print(f"{c:5} ratio /mutate vs /noop throughput: {rates['/mutate'] / rates['/noop']:.2f}x")
 
 
 if __name__ == "__main__":
