@@ -3,7 +3,6 @@
 import pytest
 
 from webhook.contract import (
-    ContainerSettings,
     InvalidValue,
     parse_duration,
     parse_entrypoint,
@@ -57,12 +56,6 @@ def test_watch_paths_are_split_and_trimmed():
     assert parse_paths("/a, /b/c ,/d") == ("/a", "/b/c", "/d")
     with pytest.raises(InvalidValue):
         parse_paths("/a,,/b")
-
-
-def test_wrapper_options_only_for_given_settings():
-    assert ContainerSettings().wrapper_options() == []
-    options = ContainerSettings(watch=("/a", "/b"), debounce="1s").wrapper_options()
-    assert options == ["--watch=/a", "--watch=/b", "--debounce=1s"]
 
 
 def test_custom_prefix():

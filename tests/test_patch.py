@@ -33,7 +33,8 @@ def test_true_and_one_are_different():
 
 
 def test_golden_mutations_are_additions():
-    """What the webhook sends for a real mutation: adds (and the one command replace), never an array rewrite."""
+    """What the webhook sends for a real mutation: adds, a replaced command or failureThreshold, a removed
+    livenessProbe; never an array rewrite."""
     for case in inputs():
         if case.suffix != ".yaml":
             continue
@@ -41,6 +42,8 @@ def test_golden_mutations_are_additions():
             ops = diff(before, after)
             assert jsonpatch.apply_patch(before, ops) == after
             for op in ops:
-                assert op["op"] in ("add", "replace"), (case.name, op)
+                assert op["op"] in ("add", "replace", "remove"), (case.name, op)
                 if op["op"] == "replace":
-                    assert op["path"].endswith("/command") or "/command/" in op["path"], (case.name, op)
+                    assert op["path"].endswith(("/command", "/failureThreshold")), (case.name, op)
+                if op["op"] == "remove":
+                    assert op["path"].endswith("/livenessProbe"), (case.name, op)

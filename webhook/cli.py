@@ -23,7 +23,7 @@ from .config import (
     ServeSettings,
     TLSSettings,
 )
-from .contract import DEFAULT_PREFIX
+from .contract import DEFAULT_PREFIX, InvalidValue, parse_exit_policy, parse_liveness_probe
 
 ENV_PREFIX = "RESTART_PROCESS_"
 TLS_MODES = ("files", "self-managed")
@@ -105,6 +105,8 @@ def _injector_config(args: argparse.Namespace) -> InjectorConfig:
         excluded_namespaces=excluded,
         init_resources=args.init_resources,
         volume_size_limit=args.volume_size_limit,
+        default_exit_policy=args.default_exit_policy,
+        default_liveness_probe=args.default_liveness_probe,
     )
 
 
@@ -114,6 +116,18 @@ def _aliases(text: str) -> dict:
     if not all("=" in p and all(p.split("=", 1)) for p in pairs):
         raise argparse.ArgumentTypeError("expected FROM=TO[,FROM=TO...]")
     return dict(p.split("=", 1) for p in pairs)
+
+
+def _choice(parse):
+    """An argparse type from one of the contract's parsers, so flags and annotations accept the same values."""
+    def checked(text: str) -> str:
+        try:
+            return parse(text)
+        except InvalidValue as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    checked.__name__ = parse.__name__.removeprefix("parse_").replace("_", " ")
+    return checked
 
 
 def _resources(text: str) -> dict:
@@ -170,6 +184,11 @@ def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "init-resources", json.dumps(defaults.init_resources), "resources of the injected init container, as JSON",
           type=_resources)
     _flag(parser, "volume-size-limit", defaults.volume_size_limit, "sizeLimit of the injected emptyDir")
+    _flag(parser, "default-exit-policy", None, "exit policy for pods that set none: rerun, restart or continue "
+          "(default: the wrapper's own, rerun)", type=_choice(parse_exit_policy))
+    _flag(parser, "default-liveness-probe", defaults.default_liveness_probe,
+          "what to do with a wrapped container's livenessProbe when the pod does not say: keep (with a warning), "
+          "remove or relax", type=_choice(parse_liveness_probe))
 
 
 def _parser() -> argparse.ArgumentParser:

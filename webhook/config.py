@@ -24,6 +24,9 @@ class InjectorConfig:
     annotation_prefix: str = DEFAULT_PREFIX
     excluded_namespaces: frozenset[str] = ALWAYS_EXCLUDED_NAMESPACES
     volume_size_limit: str = "16Mi"
+    # For pods that do not choose: None leaves the wrapper's own default (rerun).
+    default_exit_policy: str | None = None
+    default_liveness_probe: str = "keep"
     init_resources: dict = field(
         default_factory=lambda: {
             "requests": {"cpu": "10m", "memory": "16Mi"},

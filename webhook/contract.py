@@ -3,6 +3,11 @@
 Pure: a pod's annotations go in, a `Contract` (or a list of problems) comes out.
 Every problem is a short sentence naming the annotation and what is expected, so
 that the admission warning tells the user exactly what to fix.
+
+The values the webhook hands to the wrapper (durations, signals, paths, policies) follow
+exactly the grammar of `restart-wrapper run`'s parser (wrapper/cli.c): a value admitted here
+without a warning starts the wrapper, and one refused here would not. tests/test_seam.py runs
+both sides on the same values.
 """
 
 from __future__ import annotations
@@ -28,12 +33,32 @@ EXIT_POLICY = "exit-policy"
 STOP_SIGNAL = "stop-signal"
 STOP_TIMEOUT = "stop-timeout"
 DEBOUNCE = "debounce"
-SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE)
+ENV_FILE = "env-file"
+LIVENESS_PROBE = "liveness-probe"
+SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE, ENV_FILE,
+                LIVENESS_PROBE)
 
-EXIT_POLICIES = ("restart", "continue")
-# The names the wrapper understands; numbers 1..64 are accepted too.
-SIGNAL_NAMES = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "KILL")
-_DURATION = re.compile(r"^[0-9]{1,9}(ms|s|m)$")
+# rerun: run the program again in place after a back-off (the wrapper's default);
+# restart: exit, so the kubelet restarts the container; continue: wait for the next change.
+EXIT_POLICIES = ("rerun", "restart", "continue")
+# keep: leave a wrapped container's livenessProbe as it is (with a warning); remove: drop it;
+# relax: keep it, but let it fail for RELAXED_PROBE_SECONDS before the kubelet acts.
+LIVENESS_PROBE_POLICIES = ("keep", "remove", "relax")
+RELAXED_PROBE_SECONDS = 300
+# Linux's signal numbers (the same on x86-64 and arm64), by the names the wrapper accepts.
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8, "KILL": 9, "USR1": 10,
+    "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19,
+    "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
+    "IO": 29, "PWR": 30, "SYS": 31,
+}
+MAX_SIGNAL = 64
+MAX_DURATION_MS = 24 * 60 * 60 * 1000
+MAX_PATH_BYTES = 1024
+_DURATION = re.compile(r"([0-9]+)(ms|s|m)", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000}
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -52,22 +77,8 @@ class ContainerSettings:
     stop_signal: str | None = None
     stop_timeout: str | None = None
     debounce: str | None = None
-
-    def wrapper_options(self) -> list[str]:
-        """The `run` options, one `--name=value` token each, only for settings that were given."""
-        options = []
-        if self.restart_file is not None:
-            options.append(f"--restart-file={self.restart_file}")
-        options.extend(f"--watch={path}" for path in self.watch)
-        for name, value in (
-            ("exit-policy", self.exit_policy),
-            ("stop-signal", self.stop_signal),
-            ("stop-timeout", self.stop_timeout),
-            ("debounce", self.debounce),
-        ):
-            if value is not None:
-                options.append(f"--{name}={value}")
-        return options
+    env_file: str | None = None
+    liveness_probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,8 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
 
 
 def status_value(original: dict[str, dict]) -> str:
-    """The `injected` annotation: each wrapped container's original command and args, compact JSON."""
+    """The `injected` annotation: what each wrapped container had before (command and args, and
+    the livenessProbe when it was removed or relaxed), compact JSON."""
     return json.dumps({"containers": original}, separators=(",", ":"), sort_keys=True)
 
 
@@ -205,42 +217,75 @@ def parse_entrypoint(text: str) -> tuple[str, ...]:
 
 
 def parse_path(text: str) -> str:
-    if not text.startswith("/") or "\0" in text or "\n" in text:
-        raise InvalidValue("expected an absolute path")
+    """Absolute, at most 1024 bytes, no control characters (they would end up in log lines)."""
+    if not text.startswith("/") or len(text.encode()) > MAX_PATH_BYTES or _CONTROL.search(text):
+        raise InvalidValue(f"expected an absolute path of at most {MAX_PATH_BYTES} bytes, without control characters")
     return text
 
 
 def parse_paths(text: str) -> tuple[str, ...]:
     paths = tuple(p.strip() for p in text.split(","))
-    if not all(paths):
-        raise InvalidValue("expected comma-separated absolute paths")
-    for path in paths:
-        if not path.startswith("/"):
-            raise InvalidValue("expected comma-separated absolute paths")
-        parse_path(path)
-    return paths
+    try:
+        if not all(paths):
+            raise InvalidValue("empty")
+        return tuple(parse_path(path) for path in paths)
+    except InvalidValue:
+        raise InvalidValue("expected comma-separated absolute paths") from None
 
 
 def parse_exit_policy(text: str) -> str:
     if text not in EXIT_POLICIES:
-        raise InvalidValue('expected "restart" or "continue"')
+        raise InvalidValue("expected " + ", ".join(f'"{p}"' for p in EXIT_POLICIES[:-1]) + f' or "{EXIT_POLICIES[-1]}"')
+    return text
+
+
+def parse_liveness_probe(text: str) -> str:
+    if text not in LIVENESS_PROBE_POLICIES:
+        raise InvalidValue('expected "keep", "remove" or "relax"')
     return text
 
 
 def parse_signal(text: str) -> str:
-    upper = text.upper()
-    name = upper[3:] if upper.startswith("SIG") else upper
-    if name in SIGNAL_NAMES:
-        return name
-    if text.isdigit() and 1 <= int(text) <= 64:
-        return str(int(text))
-    raise InvalidValue(f"expected one of {', '.join(SIGNAL_NAMES)} or a number 1-64")
+    """A name (case-insensitive, SIG optional) or a number 1-64; normalised to NAME or the number."""
+    if text.isascii():  # str.upper() would make "ſigterm" SIGTERM; the wrapper compares ASCII
+        upper = text.upper()
+        name = upper[3:] if upper.startswith("SIG") else upper
+        if name in SIGNALS:
+            return name
+        if _DIGITS.fullmatch(text) and 1 <= int(text) <= MAX_SIGNAL:
+            return str(int(text))
+    raise InvalidValue(f"expected a signal name like TERM, QUIT or WINCH, or a number 1-{MAX_SIGNAL}")
 
 
 def parse_duration(text: str) -> str:
-    if not _DURATION.match(text):
-        raise InvalidValue("expected a duration with a unit, like 250ms, 5s or 1m")
+    """Digits and a unit, ms, s or m, at most 24h: 250ms, 5s, 1m."""
+    match = _DURATION.fullmatch(text)
+    if not match or int(match[1]) * _UNIT_MS[match[2]] > MAX_DURATION_MS:
+        raise InvalidValue("expected a duration with a unit, like 250ms, 5s or 1m, of at most 24h")
     return text
+
+
+def signal_from_runtime(text: str) -> str | None:
+    """A stop signal as container runtimes read it (an image's StopSignal, a container's
+    lifecycle.stopSignal) in the wrapper's grammar, or None when it names none.
+
+    The runtimes' rule (moby's signal.ParseSignal, which containerd uses): a number, or a name,
+    case-insensitive with SIG optional, including the aliases CLD, IOT and POLL and the real-time
+    forms RTMIN, RTMIN+n and RTMAX-n (RTMIN being 34 and RTMAX 64 there)."""
+    if not isinstance(text, str) or not text.isascii():
+        return None
+    if _DIGITS.fullmatch(text):
+        return str(int(text)) if 1 <= int(text) <= MAX_SIGNAL else None
+    upper = text.upper()
+    name = upper[3:] if upper.startswith("SIG") else upper
+    name = {"CLD": "CHLD", "IOT": "ABRT", "POLL": "IO"}.get(name, name)
+    if name in SIGNALS:
+        return name
+    realtime = re.fullmatch(r"RTMIN(?:\+([0-9]{1,2}))?|RTMAX(?:-([0-9]{1,2}))?", name)
+    if realtime:
+        number = 34 + int(realtime[1] or 0) if name.startswith("RTMIN") else 64 - int(realtime[2] or 0)
+        return str(number) if 34 <= number <= 64 else None
+    return None
 
 
 _PARSERS = {
@@ -251,6 +296,8 @@ _PARSERS = {
     STOP_SIGNAL: parse_signal,
     STOP_TIMEOUT: parse_duration,
     DEBOUNCE: parse_duration,
+    ENV_FILE: parse_path,
+    LIVENESS_PROBE: parse_liveness_probe,
 }
 
 

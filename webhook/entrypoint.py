@@ -4,6 +4,12 @@ In order: the `entrypoint` annotation; the container's `command`; the image's EN
 Kubernetes ignores the image's ENTRYPOINT *and* CMD once a container sets `command`, so with
 the image config: program = ENTRYPOINT, and args = the container's args, else the image's CMD
 (set explicitly, or it would be lost). An empty ENTRYPOINT makes the args the program.
+
+Strings taken from the image config are escaped on the way into the pod spec: the kubelet
+expands `$(VAR)` in `command` and `args` and turns `$$` into `$`, which the image's own
+ENTRYPOINT/CMD never went through (`sh -c "echo pid=$$"` would print `pid=$`). Each `$`
+becomes `$$`, so the program gets exactly the strings the image holds. The `entrypoint`
+annotation is not escaped: like `command`, it is written for the pod spec, `$(VAR)` included.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from .images import ImageConfig, LookupFailure
 class Resolved(NamedTuple):
     program: list[str]
     args: list[str] | None  # None: keep the container's own args (or none)
+    image: ImageConfig | None = None  # the image config the program came from, if it did
 
 
 class Unresolvable(NamedTuple):
@@ -35,10 +42,14 @@ def resolve_entrypoint(container: dict, settings: ContainerSettings,
     if isinstance(image, LookupFailure):
         return Unresolvable(f"has no command and its image config could not be read ({image.reason})")
     if container.get("args"):
-        return Resolved(list(image.entrypoint), None)
+        return Resolved(_escaped(image.entrypoint), None, image)
     if not image.entrypoint and not image.cmd:
         return Unresolvable("has no command, and its image has no ENTRYPOINT or CMD")
-    return Resolved(list(image.entrypoint), list(image.cmd) if image.cmd else None)
+    return Resolved(_escaped(image.entrypoint), _escaped(image.cmd) if image.cmd else None, image)
+
+
+def _escaped(words: tuple[str, ...]) -> list[str]:
+    return [word.replace("$", "$$") for word in words]
 
 
 def has_command(container: dict) -> bool:

@@ -88,6 +88,7 @@ class ImageConfig:
 
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    stop_signal: str | None = None  # as the image says it (SIGQUIT, 3, RTMIN+3)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ async def _look_up(settings: InjectSettings, known: dict, plans: list) -> list:
 
 
 def read_image_configs(path: str) -> dict[str, ImageConfig]:
-    """{"image": {"Entrypoint": [...], "Cmd": [...]}}, the keys `docker inspect` shows under Config."""
+    """{"image": {"Entrypoint": [...], "Cmd": [...], "StopSignal": "..."}}: `docker inspect`'s keys under Config."""
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError("expected a JSON object of image -> {Entrypoint, Cmd}")
@@ -77,9 +77,13 @@ def read_image_configs(path: str) -> dict[str, ImageConfig]:
 
     configs = {}
     for image, config in raw.items():
-        if not isinstance(config, dict) or not words(config.get("Entrypoint")) or not words(config.get("Cmd")):
-            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...]}} (lists of strings or null)')
-        configs[image] = ImageConfig(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
+        stop_signal = config.get("StopSignal") if isinstance(config, dict) else None
+        if (not isinstance(config, dict) or not words(config.get("Entrypoint")) or not words(config.get("Cmd"))
+                or not isinstance(stop_signal, (str, type(None)))):
+            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...], "StopSignal": "..."}} '
+                             "(lists of strings, a string, or null)")
+        configs[image] = ImageConfig(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()),
+                                     stop_signal or None)
     return configs
 
 

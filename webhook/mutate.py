@@ -13,13 +13,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import names
 from .config import InjectorConfig
-from .contract import ENTRYPOINT, ContainerSettings, status_value
+from .contract import (
+    ENTRYPOINT,
+    LIVENESS_PROBE,
+    RELAXED_PROBE_SECONDS,
+    STOP_SIGNAL,
+    ContainerSettings,
+    signal_from_runtime,
+    status_value,
+)
 from .entrypoint import Resolved, Unresolvable, resolve_entrypoint
 from .images import ImageConfig, LookupFailure
-from .plan import Outcome, Plan, plan_pod
+from .plan import Candidate, Outcome, Plan, plan_pod
 
 ImageConfigs = Mapping[str, ImageConfig | LookupFailure]
 
@@ -32,6 +41,13 @@ class Mutation:
     wrapped: tuple[str, ...] = ()
 
 
+class Wrapping(NamedTuple):
+    candidate: Candidate
+    resolved: Resolved
+    stop_signal: str | None  # for restarts: the annotation's, the container's lifecycle.stopSignal, the image's
+    liveness_probe: str  # keep, remove or relax
+
+
 def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None) -> Mutation:
     """The pod with the wrapper injected into the plan's candidates. `image_configs` are the
     registry's answers for `plan.lookups` (None: no lookup was made). The input is never modified."""
@@ -42,29 +58,38 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
         return _unchanged(pod, plan.messages)
     prefix = config.annotation_prefix
     messages = list(plan.messages)
-    to_wrap: dict[int, tuple[Resolved, ContainerSettings]] = {}
+    wrappings: list[Wrapping] = []
     for candidate in plan.candidates:
-        name = candidate.container["name"]
-        resolved = resolve_entrypoint(candidate.container, candidate.settings,
-                                      (image_configs or {}).get(candidate.container.get("image")))
+        container, settings = candidate.container, candidate.settings
+        name = container["name"]
+        resolved = resolve_entrypoint(container, settings, (image_configs or {}).get(container.get("image")))
         if isinstance(resolved, Unresolvable):
             messages.append(f'container "{name}" {resolved.reason}; set {prefix}/{ENTRYPOINT} '
                             f"(or {ENTRYPOINT}.{name}) to its entrypoint")
             continue
-        to_wrap[candidate.index] = (resolved, candidate.settings)
-    if not to_wrap:
+        stop_signal, problem = _stop_signal(container, settings, resolved)
+        if problem:
+            messages.append(f'container "{name}": {problem}; restarts stop the program with TERM (set '
+                            f"{prefix}/{STOP_SIGNAL}, or {STOP_SIGNAL}.{name}, to choose)")
+        probe_policy = settings.liveness_probe or config.default_liveness_probe
+        if probe_policy == "keep" and container.get("livenessProbe"):
+            messages.append(
+                f'container "{name}" has a livenessProbe: when it fails while the program restarts or has '
+                f"crashed, the kubelet restarts the container and the synced files are lost; set "
+                f'{prefix}/{LIVENESS_PROBE} (or {LIVENESS_PROBE}.{name}) to "remove" or "relax"')
+        wrappings.append(Wrapping(candidate, resolved, stop_signal, probe_policy))
+    if not wrappings:
         return _unchanged(pod, messages) if messages else Mutation(pod, Outcome.SKIPPED)
 
-    containers = pod["spec"]["containers"]
-    conflicts = _conflicts(pod["spec"], [containers[i] for i in to_wrap])
+    conflicts = _conflicts(pod["spec"], [w.candidate.container for w in wrappings])
     if conflicts:
         return _unchanged(pod, messages + conflicts)
 
     return Mutation(
-        _inject(pod, to_wrap, config),
+        _inject(pod, wrappings, config),
         Outcome.INJECTED,
         tuple(_say(m) for m in messages),
-        tuple(containers[i]["name"] for i in to_wrap),
+        tuple(w.candidate.container["name"] for w in wrappings),
     )
 
 
@@ -74,8 +99,39 @@ def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None,
     return apply(plan_pod(pod, config, namespace), config, image_configs)
 
 
-def wrapper_command(entrypoint: list[str], settings: ContainerSettings) -> list[str]:
-    return [names.WRAPPER_PATH, "run", *settings.wrapper_options(), "--", *entrypoint]
+def wrapper_command(name: str, program: list[str], settings: ContainerSettings, stop_signal: str | None,
+                    exit_policy: str | None) -> list[str]:
+    """`restart-wrapper run` with the options that were chosen; the wrapper's defaults otherwise.
+    Two restart files: the user's (or /tmp/.restart-proc, where Tilt's extension put it) and the
+    one in the trigger volume that `restart-wrapper trigger` writes in any container."""
+    options = [f"--restart-file={settings.restart_file or names.DEFAULT_RESTART_FILE}",
+               f"--restart-file={names.trigger_file(name)}"]
+    options += [f"--watch={path}" for path in settings.watch]
+    for option, value in (("exit-policy", settings.exit_policy or exit_policy), ("stop-signal", stop_signal),
+                          ("stop-timeout", settings.stop_timeout), ("debounce", settings.debounce),
+                          ("env-file", settings.env_file)):
+        if value is not None:
+            options.append(f"--{option}={value}")
+    return [names.WRAPPER_PATH, "run", *options, "--", *program]
+
+
+def _stop_signal(container: dict, settings: ContainerSettings, resolved: Resolved) -> tuple[str | None, str | None]:
+    """The signal that stops the program for a restart, and a problem to report. The kubelet stops
+    a container with its lifecycle.stopSignal, else the image's STOPSIGNAL; restarts should stop
+    the program the same way (nginx stops gracefully on QUIT), unless the annotation says otherwise."""
+    if settings.stop_signal is not None:
+        return settings.stop_signal, None
+    lifecycle = container.get("lifecycle")
+    declared = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
+    if declared is not None:
+        return signal_from_runtime(declared), None
+    image = resolved.image
+    if image is None or image.stop_signal is None:
+        return None, None
+    signal = signal_from_runtime(image.stop_signal)
+    if signal is None:
+        return None, f"its image's StopSignal {image.stop_signal!r} names no signal"
+    return signal, None
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -85,44 +141,44 @@ def _conflicts(spec: dict, wrapping: list[dict]) -> list[str]:
     """Objects under our names that we did not make. Ours (from an earlier injection) are reused."""
     problems = []
     for volume in spec.get("volumes") or []:
-        if volume.get("name") == names.VOLUME and not names.is_our_volume(volume):
-            problems.append(f'the pod already has a volume named "{names.VOLUME}"')
+        if volume.get("name") in (names.VOLUME, names.TRIGGER_VOLUME) and not names.is_our_volume(volume):
+            problems.append(f'the pod already has a volume named "{volume["name"]}"')
     for init in spec.get("initContainers") or []:
         if init.get("name") == names.INIT_CONTAINER and not names.is_our_init_container(init):
             problems.append(f'the pod already has an init container named "{names.INIT_CONTAINER}"')
     for container in wrapping:
         for mount in container.get("volumeMounts") or []:
-            if mount.get("mountPath", "").rstrip("/") == names.MOUNT_PATH or mount.get("name") == names.VOLUME:
-                problems.append(f'container "{container["name"]}" already mounts something at {names.MOUNT_PATH}')
+            path = str(mount.get("mountPath", "")).rstrip("/")
+            for ours, volume in ((names.MOUNT_PATH, names.VOLUME), (names.TRIGGER_DIR, names.TRIGGER_VOLUME)):
+                if path == ours or mount.get("name") == volume:
+                    problems.append(f'container "{container["name"]}" already mounts something at {ours}')
+        if any(isinstance(e, dict) and e.get("name") == names.TRIGGER_ENV for e in container.get("env") or []):
+            problems.append(f'container "{container["name"]}" already sets {names.TRIGGER_ENV}')
     return problems
 
 
 # --- building the result -------------------------------------------------------------------
 
 
-def _inject(pod: dict, to_wrap: dict[int, tuple[Resolved, ContainerSettings]], config: InjectorConfig) -> dict:
+def _inject(pod: dict, wrappings: list[Wrapping], config: InjectorConfig) -> dict:
     """The mutated pod, built copy-on-write: new dicts and lists only along the paths that
     change, every untouched subtree shared with the input (which stays as it was)."""
     spec = pod["spec"]
     volumes = list(spec.get("volumes") or [])
-    if not any(v.get("name") == names.VOLUME for v in volumes):
-        volumes.append({"name": names.VOLUME, "emptyDir": {"sizeLimit": config.volume_size_limit}})
-    inits = list(spec.get("initContainers") or [])
-    if not any(c.get("name") == names.INIT_CONTAINER for c in inits):
-        inits.insert(0, _install_container(config))
+    for name, size in ((names.VOLUME, config.volume_size_limit), (names.TRIGGER_VOLUME, names.TRIGGER_VOLUME_SIZE)):
+        if not any(v.get("name") == name for v in volumes):
+            volumes.append({"name": name, "emptyDir": {"sizeLimit": size}})
 
-    containers = list(spec["containers"])
+    lists = {"containers": list(spec["containers"]), "initContainers": list(spec.get("initContainers") or [])}
     original = {}
-    for index, (resolved, settings) in to_wrap.items():
-        container = containers[index]
-        original[container["name"]] = {"command": container.get("command"), "args": container.get("args")}
-        mount = {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True}
-        containers[index] = {
-            **container,
-            "command": wrapper_command(resolved.program, settings),
-            **({"args": resolved.args} if resolved.args is not None else {}),
-            "volumeMounts": [*(container.get("volumeMounts") or []), mount],
-        }
+    for wrapping in wrappings:
+        field, index, container, settings = wrapping.candidate
+        wrapped, before = _wrap(container, wrapping, settings, config)
+        lists[field][index] = wrapped
+        original[container["name"]] = before
+    # First, so that it has run before any sidecar starts, wrapped ones included.
+    if not any(c.get("name") == names.INIT_CONTAINER for c in lists["initContainers"]):
+        lists["initContainers"].insert(0, _install_container(config))
 
     metadata = pod.get("metadata") or {}
     status_key = f"{config.annotation_prefix}/{names.STATUS}"
@@ -130,8 +186,43 @@ def _inject(pod: dict, to_wrap: dict[int, tuple[Resolved, ContainerSettings]], c
     return {
         **pod,
         "metadata": {**metadata, "annotations": annotations},
-        "spec": {**spec, "containers": containers, "volumes": volumes, "initContainers": inits},
+        "spec": {**spec, "containers": lists["containers"], "volumes": volumes,
+                 "initContainers": lists["initContainers"]},
     }
+
+
+def _wrap(container: dict, wrapping: Wrapping, settings: ContainerSettings,
+          config: InjectorConfig) -> tuple[dict, dict]:
+    """The wrapped container, and what the status annotation records of the original."""
+    name, resolved = container["name"], wrapping.resolved
+    before = {"command": container.get("command"), "args": container.get("args")}
+    wrapped = {
+        **container,
+        "command": wrapper_command(name, resolved.program, settings, wrapping.stop_signal, config.default_exit_policy),
+        **({"args": resolved.args} if resolved.args is not None else {}),
+        "volumeMounts": [*(container.get("volumeMounts") or []),
+                         {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True},
+                         {"name": names.TRIGGER_VOLUME, "mountPath": names.TRIGGER_DIR}],
+        "env": [*(container.get("env") or []), {"name": names.TRIGGER_ENV, "value": names.trigger_file(name)}],
+    }
+    probe = container.get("livenessProbe")
+    if probe and wrapping.liveness_probe == "remove":
+        del wrapped["livenessProbe"]
+        before["livenessProbe"] = probe
+    elif probe and wrapping.liveness_probe == "relax":
+        relaxed = _relaxed(probe)
+        if relaxed is not probe:
+            wrapped["livenessProbe"] = relaxed
+            before["livenessProbe"] = probe
+    return wrapped, before
+
+
+def _relaxed(probe: dict) -> dict:
+    """The probe, allowed to fail for RELAXED_PROBE_SECONDS (or longer, if it already was)."""
+    period = probe.get("periodSeconds") if isinstance(probe.get("periodSeconds"), int) else 10
+    threshold = probe.get("failureThreshold") if isinstance(probe.get("failureThreshold"), int) else 3
+    wanted = -(-RELAXED_PROBE_SECONDS // max(period, 1))
+    return probe if threshold >= wanted else {**probe, "failureThreshold": wanted}
 
 
 def _install_container(config: InjectorConfig) -> dict:

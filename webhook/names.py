@@ -20,9 +20,24 @@ IMAGE_WRAPPER_PATH = "/restart-wrapper"
 # into the emptyDir (which the kubelet creates world-writable).
 INSTALL_UID = 65532
 
+# A small writable emptyDir for the restart files, so `restart-wrapper trigger` works in every
+# container: images without /tmp (FROM scratch), readOnlyRootFilesystem, any uid (the kubelet
+# creates emptyDirs world-writable). One file per wrapped container, named after it; the
+# wrapper watches it besides /tmp/.restart-proc, and `trigger` finds it through the env variable.
+TRIGGER_VOLUME = "restart-process-trigger"
+TRIGGER_DIR = "/run/restart-process"
+TRIGGER_ENV = "RESTART_WRAPPER_RESTART_FILE"
+TRIGGER_VOLUME_SIZE = "1Mi"
+# Where Tilt's restart_process extension (and the wrapper, by default) expect the restart file.
+DEFAULT_RESTART_FILE = "/tmp/.restart-proc"
+
+
+def trigger_file(container: str) -> str:
+    return f"{TRIGGER_DIR}/{container}.restart"
+
 
 def is_our_volume(volume: dict) -> bool:
-    return volume.get("name") == VOLUME and set(volume) == {"name", "emptyDir"}
+    return volume.get("name") in (VOLUME, TRIGGER_VOLUME) and set(volume) == {"name", "emptyDir"}
 
 
 def is_our_init_container(container: dict) -> bool:

@@ -52,10 +52,41 @@ def _diff_lists(before: list, after: list, path: str) -> list[dict]:
         end_after -= 1
     if end_before - start == end_after - start:  # same shape: edit each element in place
         return [op for i in range(start, end_before) for op in diff(before[i], after[i], f"{path}/{i}")]
+    by_name = _by_name(before[start:end_before], after[start:end_after], start, path)
+    if by_name is not None:
+        return by_name
     # Remove from the back so indices stay valid, then add in order.
     ops = [{"op": "remove", "path": f"{path}/{i}"} for i in range(end_before - 1, start - 1, -1)]
     ops += [{"op": "add", "path": f"{path}/{i}", "value": after[i]} for i in range(start, end_after)]
     return ops
+
+
+def _by_name(before: list, after: list, offset: int, path: str) -> list[dict] | None:
+    """Align named elements (containers, volumes) by name, as Kubernetes itself merges them: an
+    element inserted before an edited one is one `add` and the edit, not a rewrite of the list.
+    None when the elements are not all uniquely named or the common ones changed order."""
+    names_before = [_name(v) for v in before]
+    names_after = [_name(v) for v in after]
+    if None in names_before or None in names_after or len(set(names_before)) < len(names_before) \
+            or len(set(names_after)) < len(names_after):
+        return None
+    kept = [n for n in names_before if n in names_after]
+    if kept != [n for n in names_after if n in names_before]:
+        return None
+    ops = [{"op": "remove", "path": f"{path}/{offset + i}"}
+           for i in range(len(before) - 1, -1, -1) if names_before[i] not in names_after]
+    old = {name: value for name, value in zip(names_before, before)}
+    for i, (name, value) in enumerate(zip(names_after, after)):
+        if name in old:
+            ops += diff(old[name], value, f"{path}/{offset + i}")
+        else:
+            ops.append({"op": "add", "path": f"{path}/{offset + i}", "value": value})
+    return ops
+
+
+def _name(value) -> str | None:
+    name = value.get("name") if isinstance(value, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _same(a, b) -> bool:

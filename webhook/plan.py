@@ -34,7 +34,8 @@ class Outcome(StrEnum):
 class Candidate(NamedTuple):
     """A container the annotations select, with its merged settings."""
 
-    index: int  # in spec.containers
+    field: str  # "containers", or "initContainers" for a native sidecar
+    index: int  # in that list
     container: dict
     settings: ContainerSettings
 
@@ -82,14 +83,20 @@ def plan_pod(pod: dict, config: InjectorConfig, namespace: str | None = None) ->
     if problems:
         return Plan(pod, Outcome.INVALID, tuple(problems))
 
-    containers = spec["containers"]
-    selected, warnings = _select(contract, containers, prefix)
+    selected, warnings = _select(contract, spec, prefix)
     candidates = tuple(
-        Candidate(index, container, contract.settings_for(container["name"]))
-        for index, container in enumerate(containers)
+        Candidate(field, index, container, contract.settings_for(container["name"]))
+        for field in ("initContainers", "containers")
+        for index, container in enumerate(spec.get(field) or [])
         if container.get("name") in selected and not is_wrapped(container)
+        and (field == "containers" or is_sidecar(container))
     )
     return Plan(pod, None, tuple(warnings), candidates, _node_arch(spec))
+
+
+def is_sidecar(container: dict) -> bool:
+    """A native sidecar (KEP-753): an init container that keeps running beside the app."""
+    return container.get("restartPolicy") == "Always"
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -108,22 +115,28 @@ def _malformed(spec: object) -> str | None:
             return f"spec.{field} has an entry without a name"
     if not spec.get("containers"):
         return "spec.containers is empty"
-    for container in spec["containers"]:
-        mounts = container.get("volumeMounts") or []
-        if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
-            return f'container "{container["name"]}": volumeMounts is not a list of mappings'
+    for container in [*spec["containers"], *(spec.get("initContainers") or [])]:
+        for field in ("volumeMounts", "env"):
+            items = container.get(field) or []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                return f'container "{container["name"]}": {field} is not a list of mappings'
+        for field in ("livenessProbe", "lifecycle"):
+            if not isinstance(container.get(field) or {}, dict):
+                return f'container "{container["name"]}": {field} is not a mapping'
     return None
 
 
 def _check_container_references(contract: Contract, spec: dict, prefix: str) -> list[str]:
     """Every container named in `containers` or a `<key>.<name>` setting must exist and be selected."""
-    app = {c["name"] for c in spec["containers"]}
-    init = {c["name"] for c in spec.get("initContainers") or []}
+    inits = spec.get("initContainers") or []
+    app = {c["name"] for c in spec["containers"]} | {c["name"] for c in inits if is_sidecar(c)}
+    init = {c["name"] for c in inits if not is_sidecar(c)}
     problems = []
 
     def unknown(key: str, name: str) -> str:
         if name in init:
-            return f'{prefix}/{key}: "{name}" is an init container; only spec.containers can be wrapped'
+            return (f'{prefix}/{key}: "{name}" is an init container that runs to completion; only containers '
+                    f"and sidecars (initContainers with restartPolicy: Always) can be wrapped")
         return f'{prefix}/{key}: no container named "{name}"; containers are {", ".join(sorted(app))}'
 
     for name in contract.container_names:
@@ -137,7 +150,7 @@ def _check_container_references(contract: Contract, spec: dict, prefix: str) -> 
             elif contract.container_names or contract.image_patterns:
                 chosen = name in contract.container_names or any(
                     image_matches(str(c.get("image", "")), p)
-                    for c in spec["containers"]
+                    for c in [*spec["containers"], *inits]
                     if c.get("name") == name
                     for p in contract.image_patterns
                 )
@@ -148,13 +161,16 @@ def _check_container_references(contract: Contract, spec: dict, prefix: str) -> 
     return problems
 
 
-def _select(contract: Contract, containers: list[dict], prefix: str) -> tuple[set[str], list[str]]:
+def _select(contract: Contract, spec: dict, prefix: str) -> tuple[set[str], list[str]]:
+    """Names of the containers to wrap. Opting in without a selection means spec.containers;
+    sidecars are wrapped only when named or matched, as other tools inject sidecars of their own."""
     if contract.every_container:
-        return {c.get("name") for c in containers}, []
+        return {c.get("name") for c in spec["containers"]}, []
     selected = set(contract.container_names)
     warnings = []
+    choosable = [*spec["containers"], *(c for c in spec.get("initContainers") or [] if is_sidecar(c))]
     for pattern in contract.image_patterns:
-        matching = {c.get("name") for c in containers if image_matches(str(c.get("image", "")), pattern)}
+        matching = {c.get("name") for c in choosable if image_matches(str(c.get("image", "")), pattern)}
         if not matching:
             warnings.append(f'{prefix}/{IMAGES}: no container image matches "{pattern}"')
         selected |= matching

@@ -254,4 +254,6 @@ def _parse_config(content: bytes) -> ImageConfig:
     def words(value) -> tuple[str, ...]:
         return tuple(value) if isinstance(value, list) and all(isinstance(w, str) for w in value) else ()
 
-    return ImageConfig(words(config.get("Entrypoint")), words(config.get("Cmd")))
+    stop_signal = config.get("StopSignal")
+    return ImageConfig(words(config.get("Entrypoint")), words(config.get("Cmd")),
+                       stop_signal if isinstance(stop_signal, str) and stop_signal else None)

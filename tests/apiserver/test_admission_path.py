@@ -43,7 +43,8 @@ def test_annotated_pod_is_stored_mutated_exactly_as_inject_renders_it(api, core,
     assert spec["initContainers"][0]["name"] == "restart-process-install"
     assert {"name": "restart-process", "emptyDir": {"sizeLimit": "16Mi"}} in spec["volumes"]
     app = spec["containers"][0]
-    assert app["command"] == ["/restart-process/restart-wrapper", "run", "--watch=/app/bin", "--", "/app/server"]
+    assert app["command"] == ["/restart-process/restart-wrapper", "run", "--restart-file=/tmp/.restart-proc",
+                              "--restart-file=/run/restart-process/app.restart", "--watch=/app/bin", "--", "/app/server"]
     assert app["args"] == ["--port=8080"]
     assert {"name": "restart-process", "mountPath": "/restart-process", "readOnly": True} in app["volumeMounts"]
     assert "restart-process.dev/injected" in stored["metadata"]["annotations"]

@@ -23,7 +23,8 @@ def test_a_pod_with_only_the_opt_in_annotation_is_wrapped_with_the_images_entryp
     del pod["spec"]["containers"][0]["args"]
     stored = core.create_namespaced_pod(namespace, pod)
     container = stored.spec.containers[0]
-    assert container.command == ["/restart-process/restart-wrapper", "run", "--", "/usr/local/bin/api"]
+    assert container.command[:2] == ["/restart-process/restart-wrapper", "run"]
+    assert container.command[-2:] == ["--", "/usr/local/bin/api"]
     assert container.args == ["--listen=:8080"]  # the image CMD, which setting command would otherwise drop
     assert stored.spec.init_containers[0].name == "restart-process-install"
 

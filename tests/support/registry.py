@@ -157,9 +157,11 @@ class Registry:
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def push_image(self, repository: str, tag: str, entrypoint=None, cmd=None, arch: str = "amd64",
-                   media_type: str = OCI_MANIFEST) -> str:
-        config = json.dumps({"architecture": arch, "os": "linux",
-                             "config": {"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/bin"]},
+                   media_type: str = OCI_MANIFEST, stop_signal: str | None = None) -> str:
+        image_config = {"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/bin"]}
+        if stop_signal:
+            image_config["StopSignal"] = stop_signal
+        config = json.dumps({"architecture": arch, "os": "linux", "config": image_config,
                              "rootfs": {"type": "layers", "diff_ids": []}}).encode()
         layer = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # empty gzip
         config_type = ("application/vnd.oci.image.config.v1+json" if media_type == OCI_MANIFEST

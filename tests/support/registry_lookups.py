@@ -22,9 +22,12 @@ def lookup(image: str, arch: str = "amd64", credentials=(), client: RegistryClie
     return asyncio.run(run())
 
 
-def push_golden_image(registry: Registry, case) -> str:
-    """Push the image a golden case assumes, and return its name in this registry."""
-    (image, config), = json.loads(image_configs(case).read_text()).items()
-    repository = image.split("/", 1)[1].split(":")[0]
-    registry.push_image(repository, "dev", entrypoint=config["Entrypoint"], cmd=config["Cmd"])
-    return f"{registry.host}/{repository}:dev"
+def push_golden_images(registry: Registry, case) -> dict[str, str]:
+    """Push the images a golden case assumes; returns each one's name in the case -> in this registry."""
+    pushed = {}
+    for image, config in json.loads(image_configs(case).read_text()).items():
+        repository = image.split("/", 1)[1].split(":")[0]
+        registry.push_image(repository, "dev", entrypoint=config["Entrypoint"], cmd=config["Cmd"],
+                            stop_signal=config.get("StopSignal"))
+        pushed[image] = f"{registry.host}/{repository}:dev"
+    return pushed
