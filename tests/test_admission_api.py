@@ -1,11 +1,13 @@
 """The HTTP API, driven with AdmissionReview JSON as kube-apiserver sends it."""
 
 import json
+import logging
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from webhook import logs
 from webhook.app import MAX_BODY_BYTES, create_app
 from webhook.config import InjectorConfig
 
@@ -175,15 +177,35 @@ def test_health_and_readiness():
     assert client.get("/readyz").status_code == 200
 
 
-def test_one_structured_log_line_per_admission(client, caplog):
+@pytest.fixture
+def json_logging():
+    """`serve`'s logging, put back as it was afterwards (pytest's own handlers included)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield logs.configure
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_one_structured_log_line_per_admission(client, capsys, json_logging):
+    json_logging("info")
     pod = yaml.safe_load((inputs()[0].parent / "command-args.yaml").read_text())
     review = pod_review(pod, "dev")
-    with caplog.at_level("INFO", logger="restart_process.admission"):
-        client.post("/mutate", json=review)
-    records = [r for r in caplog.records if r.name == "restart_process.admission"]
-    assert len(records) == 1
-    fields = records[0].fields
-    assert fields["uid"] == review["request"]["uid"] and fields["namespace"] == "dev"
-    assert fields["pod"] == "web" and fields["outcome"] == "injected" and fields["wrapped"] == ["app"]
-    assert fields["duration_ms"] >= 0
-    json.dumps(fields)  # must serialise for the JSON log line
+    capsys.readouterr()
+    client.post("/mutate", json=review)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    lines = [line for line in lines if line["logger"] != "httpx"]  # the test client's own
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["logger"] == "restart_process.admission" and line["level"] == "info" and line["msg"] == "admission"
+    assert line["uid"] == review["request"]["uid"] and line["namespace"] == "dev"
+    assert line["pod"] == "web" and line["outcome"] == "injected" and line["wrapped"] == ["app"]
+    assert line["duration_ms"] >= 0 and line["time"].endswith("Z")
+
+
+def test_no_admission_line_when_the_level_is_above_info(client, capsys, json_logging):
+    json_logging("warning")
+    pod = yaml.safe_load((inputs()[0].parent / "command-args.yaml").read_text())
+    capsys.readouterr()
+    client.post("/mutate", json=pod_review(pod, "dev"))
+    assert "restart_process.admission" not in capsys.readouterr().err

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from . import admission
+from .logs import admission_line
 from .config import InjectorConfig
 from .lookup import ImageLookup
 from .plan import Outcome, Plan
@@ -134,4 +135,4 @@ def _log(report: admission.Report, elapsed: float) -> None:
     if report.error is not None:
         log.error("admission", extra={"fields": fields}, exc_info=report.error)
     else:
-        log.info("admission", extra={"fields": fields})
+        admission_line(log, "admission", fields)

@@ -1,7 +1,9 @@
 """One JSON object per log line, so admissions can be queried by field.
 
-Written for a server that logs every admission: orjson, the timestamp's seconds formatted once
-per second, and no thread or process lookups for records nobody reads them from.
+Everything goes through `logging` with `JsonFormatter`, except the line every admission writes:
+the logging module's per-record machinery (handlers, filters, locks) cost a quarter of an
+admission, so `admission_line` writes that one straight to standard error, in the same format,
+whenever the logger would have written it at INFO.
 """
 
 from __future__ import annotations
@@ -13,26 +15,41 @@ import time
 import orjson
 
 
-class JsonFormatter(logging.Formatter):
+class _Clock:
+    """ISO timestamps with milliseconds, the seconds part formatted once per second."""
+
     def __init__(self):
-        super().__init__()
         self._second = -1
         self._stamp = ""
 
-    def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def stamp(self, created: float) -> str:
+        second = int(created)
         if second != self._second:
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        line = {
-            "time": f"{self._stamp}.{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+
+_clock = _Clock()
+
+
+def _line(created: float, level: str, logger: str, message: str, fields: dict) -> dict:
+    return {"time": _clock.stamp(created), "level": level, "logger": logger, "msg": message, **fields}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = _line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                     getattr(record, "fields", {}))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+
+def admission_line(logger: logging.Logger, message: str, fields: dict) -> None:
+    """What `logger.info(message, extra={"fields": fields})` would write, without the machinery."""
+    if logger.isEnabledFor(logging.INFO):
+        line = orjson.dumps(_line(time.time(), "info", logger.name, message, fields), default=str)
+        sys.stderr.write(line.decode() + "\n")
 
 
 def configure(level: str) -> None:

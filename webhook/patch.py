@@ -19,10 +19,8 @@ def diff(before, after, path: str = "") -> list[dict]:
     if before is after:  # shared with the input: untouched by the mutation
         return []
     if isinstance(before, dict) and isinstance(after, dict):
-        ops = []
-        for key in before:
-            if key not in after:
-                ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
+        removed = before.keys() - after.keys()
+        ops = [{"op": "remove", "path": f"{path}/{_escape(key)}"} for key in before if key in removed] if removed else []
         for key, value in after.items():
             old = before.get(key, _MISSING)
             if old is value:
@@ -40,7 +38,7 @@ def diff(before, after, path: str = "") -> list[dict]:
 
 
 def _diff_lists(before: list, after: list, path: str) -> list[dict]:
-    if not any(isinstance(v, (dict, list)) for v in before) and not any(isinstance(v, (dict, list)) for v in after):
+    if not _has_containers(before) and not _has_containers(after):
         # A list of plain values (a command line) reads best replaced whole.
         return [] if _same(before, after) else [{"op": "replace", "path": path, "value": after}]
     start = 0
@@ -52,6 +50,8 @@ def _diff_lists(before: list, after: list, path: str) -> list[dict]:
         end_after -= 1
     if end_before - start == end_after - start:  # same shape: edit each element in place
         return [op for i in range(start, end_before) for op in diff(before[i], after[i], f"{path}/{i}")]
+    if start == end_before:  # only insertions (what the mutation does to mounts, env, volumes)
+        return [{"op": "add", "path": f"{path}/{i}", "value": after[i]} for i in range(start, end_after)]
     by_name = _by_name(before[start:end_before], after[start:end_after], start, path)
     if by_name is not None:
         return by_name
@@ -82,6 +82,13 @@ def _by_name(before: list, after: list, offset: int, path: str) -> list[dict] | 
         else:
             ops.append({"op": "add", "path": f"{path}/{offset + i}", "value": value})
     return ops
+
+
+def _has_containers(values: list) -> bool:
+    for value in values:
+        if isinstance(value, (dict, list)):
+            return True
+    return False
 
 
 def _name(value) -> str | None:
