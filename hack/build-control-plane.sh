@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, etcd and helm from the Go module proxy
-# into a cache outside the repository, keyed by version. Does nothing when they are there.
+# Build kube-apiserver, kube-controller-manager, etcd and helm -- and, for the node tests,
+# kubelet, kube-scheduler and kubectl -- from the Go module proxy into a cache outside the
+# repository, keyed by version. Does nothing when they are there.
 #
-#   hack/build-control-plane.sh            build what is missing, print the bin directory
+#   hack/build-control-plane.sh            build what is missing of the control plane, print the bin directory
+#   hack/build-control-plane.sh NAME...    the same for these (any of the seven above)
 #
 # Why not `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.x`: k8s.io/kubernetes replaces
 # its staging modules (k8s.io/api, k8s.io/apiserver, ...) with local paths, which go install
@@ -18,7 +20,14 @@ cache=${RESTART_PROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/restart-process-w
 bin="$cache/control-plane-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 log() { echo "build-control-plane: $*" >&2; }
 
-wanted=(kube-apiserver kube-controller-manager etcd helm)
+kubernetes_commands=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl)
+if [ "$#" -gt 0 ]; then wanted=("$@"); else wanted=(kube-apiserver kube-controller-manager etcd helm); fi
+for name in "${wanted[@]}"; do
+  case " ${kubernetes_commands[*]} etcd helm " in
+    *" $name "*) ;;
+    *) log "cannot build $name"; exit 2 ;;
+  esac
+done
 missing=()
 for name in "${wanted[@]}"; do [ -x "$bin/$name" ] || missing+=("$name"); done
 if [ "${#missing[@]}" -eq 0 ]; then
@@ -35,8 +44,12 @@ started=$(date +%s)
 
 needs() { [[ " ${missing[*]} " == *" $1 "* ]]; }
 
-if needs kube-apiserver || needs kube-controller-manager; then
-  log "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION (the first build takes a while)"
+packages=()
+for name in "${kubernetes_commands[@]}"; do
+  needs "$name" && packages+=("k8s.io/kubernetes/cmd/$name")
+done
+if [ "${#packages[@]}" -gt 0 ]; then
+  log "building ${packages[*]##*/} $KUBERNETES_VERSION (the first build takes a while)"
   mkdir "$work/kubernetes" && cd "$work/kubernetes"
   go mod init restart-process.dev/build/kubernetes >/dev/null 2>&1
   upstream=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
@@ -57,8 +70,8 @@ if needs kube-apiserver || needs kube-controller-manager; then
     ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  go build -trimpath -ldflags "$ldflags" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  # One go build for all of them: they share most packages, and the two cores stay busy.
+  go build -trimpath -ldflags "$ldflags" -o "$bin/" "${packages[@]}"
 fi
 
 if needs etcd; then

@@ -1,5 +1,6 @@
 """Linters that need no Docker: hadolint on the Dockerfile, shellcheck on every script."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -33,3 +34,17 @@ def test_the_two_images_are_the_two_targets():
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM scratch AS wrapper" in text and "AS webhook" in text
     assert 'ENTRYPOINT ["restart-process", "serve"]' in text and "USER 10001:10001" in text
+
+
+def test_the_github_workflow_is_actionlint_clean():
+    """The workflow runs kind e2e, which cannot run here; actionlint at least checks it (built from
+    the Go module proxy by hack/build-tools.sh; TEST_ASSET_ACTIONLINT to use another)."""
+    actionlint = os.environ.get("TEST_ASSET_ACTIONLINT") or str(Path(subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-tools.sh"), "actionlint"], capture_output=True, text=True, check=True,
+    ).stdout.strip()) / "actionlint")
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    # shellcheck checks the run: blocks too (actionlint finds it on the PATH).
+    result = subprocess.run([actionlint, "-shellcheck", tool("shellcheck"), *map(str, workflows)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
