@@ -10,11 +10,9 @@ hack/build-control-plane.sh fills.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -30,15 +28,11 @@ from cryptography.x509.oid import NameOID
 
 from webhook.tls import issue_serving_certificate, new_ca, private_key_pem
 from .ports import free_port
+from .processes import die_with_parent, stop
 from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
-
-
-def _die_with_parent() -> None:
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def find_binary(name: str) -> Path:
@@ -84,9 +78,11 @@ class CertificateAuthority:
 class ControlPlane:
     """Start with `start()`, always `stop()` (it kills every process it started)."""
 
-    def __init__(self, with_controller_manager: bool = True):
+    def __init__(self, with_controller_manager: bool = True, extra_args: dict[str, list[str]] | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="restart-process-apiserver-"))
         self.with_controller_manager = with_controller_manager
+        # More flags for a process, by name ("kube-apiserver", ...): the node tests need a few.
+        self.extra_args = extra_args or {}
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.ca = CertificateAuthority("restart-process test CA")
         self.port = free_port()
@@ -108,15 +104,10 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
+        # One at a time, in reverse: kube-apiserver stopped together with etcd waits for it until
+        # killed (15 s); in order, all of them are gone in about a second.
         for name, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in reversed(self.processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
             process.log.close()
         self.processes.clear()
         if not os.environ.get("KEEP_CONTROL_PLANE_DIR"):
@@ -151,7 +142,8 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "wb")
         # stop() ends each process; PR_SET_PDEATHSIG covers a test run that is killed outright.
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        argv = [*argv, *self.extra_args.get(name, [])]
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         process.log = log
         self.processes.append((name, process))
         return process

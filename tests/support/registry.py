@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from .ports import free_port
-from .processes import stop
+from .processes import die_with_parent, stop
 from .waiting import wait_until
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -124,7 +124,8 @@ class Registry:
         (self.dir / "config.yml").write_text(json.dumps(config))  # YAML is a superset of JSON
         self.log = open(self.dir / "registry.log", "wb")
         self.process = subprocess.Popen([shutil.which("docker-registry") or "/usr/bin/docker-registry", "serve",
-                                         str(self.dir / "config.yml")], stdout=self.log, stderr=subprocess.STDOUT)
+                                         str(self.dir / "config.yml")], stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         wait_until(lambda: httpx.get(self.url + "/v2/", timeout=1).status_code in (200, 401), 20, interval=0.05,
                    what="the registry to answer", ignoring=(httpx.HTTPError,), process=self.process)
         self.http = httpx.Client(base_url=self.url, auth=self._auth_flow())

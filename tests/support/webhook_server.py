@@ -15,7 +15,7 @@ from webhook.registration import with_ca_bundle
 from webhook.tls import generate_self_signed
 
 from .ports import free_port
-from .processes import stop
+from .processes import die_with_parent, stop
 from .waiting import wait_until
 
 
@@ -37,7 +37,7 @@ class WebhookServer:
             [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--tls-cert-file", str(self.certs.cert_file), "--tls-key-file", str(self.certs.key_file),
              *self.extra_args],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         try:
             wait_until(lambda: httpx.get(self.url + "/readyz", verify=self.context, timeout=1).status_code == 200,
