@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End to end on kind (needs Docker, kind, kubectl; helm is built when missing):
-# build both images, install the chart, run the example app in a `restricted` namespace, then
-# restart it twice -- `restart-wrapper trigger` through kubectl exec, and a `kubectl cp` into its
-# watched directory -- and check the program was re-executed while the container never restarted
-# and the synced file stayed.
+# build both images, install the chart, then run the live-update scenario (tests/support/live_update.py,
+# the one tests/node runs on a kubelet without Docker) in a `restricted` namespace: the example
+# app restarted by `kubectl cp` + `restart-wrapper trigger` through kubectl exec, and by a
+# `kubectl cp` into its watched directory -- re-executed each time while the container never
+# restarted and the synced file stayed.
 #
 #   KIND_NODE_IMAGE=kindest/node:v1.33.1 hack/e2e-kind.sh      (default: kind's own default)
 #   KEEP_CLUSTER=1 hack/e2e-kind.sh                             (leave the cluster for a look)
@@ -60,38 +61,10 @@ for _ in $(seq 60); do
 done
 [ "$probe" = "restart-process-install" ] || fail "the webhook never mutated a pod"
 
-log "deploying the example app"
+# The scenario itself is shared with the node tests (tests/node), which run it on a kubelet on the
+# test machine: tests/support/live_update.py deploys examples/app/k8s.yaml and restarts it both ways.
+log "running the live-update scenario (tests/support/live_update.py)"
 # A tag other than :latest defaults to IfNotPresent, so the image kind loaded is used.
-sed "s#image: example-app#image: example-app:$tag#" examples/app/k8s.yaml | k -n "$apps" apply -f -
-k -n "$apps" rollout status deploy/example --timeout=180s
-pod=$(k -n "$apps" get pod -l app=example -o jsonpath='{.items[0].metadata.name}')
-
-starts() { k -n "$apps" logs "$pod" -c app | grep -c 'started pid=' || true; }
-wait_starts() {
-  for _ in $(seq 60); do [ "$(starts)" -ge "$1" ] && return 0; sleep 1; done
-  k -n "$apps" logs "$pod" -c app >&2
-  fail "expected $1 starts"
-}
-wait_starts 1
-[ "$(k -n "$apps" get pod "$pod" -o jsonpath='{.spec.initContainers[0].name}')" = restart-process-install ] \
-  || fail "the pod was not mutated"
-
-log "restart 1: restart-wrapper trigger through kubectl exec (no shell in the command)"
-k -n "$apps" exec "$pod" -c app -- /restart-process/restart-wrapper trigger
-wait_starts 2
-
-log "restart 2: kubectl cp into the watched directory"
-greeting=$(mktemp)
-echo "synced by e2e" > "$greeting"
-k -n "$apps" cp "$greeting" "$pod:/app/data/greeting.txt" -c app
-wait_starts 3
-k -n "$apps" logs "$pod" -c app | grep -q 'greeting="synced by e2e"' || fail "the restarted program did not read the synced file"
-
-pids=$(k -n "$apps" logs "$pod" -c app | sed -n 's/.*started pid=\([0-9]*\).*/\1/p' | sort -u | wc -l)
-[ "$pids" -ge 3 ] || fail "the program was not re-executed (pids: $pids)"
-[ "$(k -n "$apps" get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')" = 0 ] \
-  || fail "the container restarted; the restart should happen inside it"
-[ "$(k -n "$apps" exec "$pod" -c app -- cat /app/data/greeting.txt)" = "synced by e2e" ] \
-  || fail "the synced file is gone"
-
-log "PASSED: 3 starts, restartCount 0, synced file kept"
+"${PYTHON:-.venv/bin/python}" -m tests.support.live_update --context "$context" --namespace "$apps" --image "example-app:$tag" \
+  || fail "the live-update scenario"
+log "PASSED: both ways re-executed the program inside the container (restartCount 0, synced file kept)"

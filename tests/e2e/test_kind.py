@@ -1,12 +1,15 @@
-"""kind end to end: the wrapper running inside a real pod, which needs a kubelet and so Docker.
+"""kind end to end: the chart and the Docker-built images on kind, running the live-update
+scenario (tests/support/live_update.py) that tests/node runs on a kubelet without Docker.
 
-On machines without Docker or kind these tests are skipped, and a skip proves nothing: the
-integration tests in tests/apiserver cover the admission path without a kubelet.
-`make e2e` runs this; .github/workflows/ci.yaml runs it on three Kubernetes versions.
+On machines without Docker or kind this is skipped; the same scenario still runs in real pods
+there (tests/node). `make e2e` runs this; .github/workflows/ci.yaml runs it on three Kubernetes
+versions.
 """
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,5 +33,6 @@ pytestmark = [
 
 
 def test_restart_inside_a_real_pod_on_kind():
-    result = subprocess.run(["bash", str(ROOT / "hack" / "e2e-kind.sh")], cwd=ROOT, timeout=1800)
+    result = subprocess.run(["bash", str(ROOT / "hack" / "e2e-kind.sh")], cwd=ROOT, timeout=1800,
+                            env={**os.environ, "PYTHON": sys.executable})
     assert result.returncode == 0

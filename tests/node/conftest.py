@@ -1,0 +1,158 @@
+"""Session fixtures for the node tests: a control plane with a scheduler, a real node (containerd,
+runc, kubelet), the local registry with the test images, and the real webhook registered.
+
+Marker `node` (`pytest -m node`). They need root (containerd, mounts, cgroups); without it
+they are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from kubernetes import client, config
+
+from webhook.registration import webhook_configuration
+
+from tests.support.webhook_server import WebhookServer, wait_for_mutation
+from tests.support.live_update import Cluster
+from tests.support.registry import Registry
+from .images import ImageBuilder
+from .node import Node, NodeControlPlane, clean_stale, node_binary
+from .pods import TIMINGS
+
+REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/node/" in str(item.fspath):
+            item.add_marker(pytest.mark.node)
+            item.add_marker(pytest.mark.slow)
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "a node needs root (containerd, mounts, cgroups); `sudo make test` runs it"
+    missing = [tool for tool in REQUIRED if shutil.which(tool) is None]
+    if missing or not os.path.exists("/usr/lib/cni/bridge"):
+        return f"missing {missing or 'containernetworking-plugins'}: `make test` installs them (make packages)"
+    return None
+
+
+@dataclass
+class TestImages:
+    app: str
+    scratch_app: str
+    busybox: str
+    wrapper: str
+    pause: str
+    builder: ImageBuilder
+
+
+@pytest.fixture(scope="session")
+def node_registry():
+    registry = Registry()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def node_images(node_registry, tmp_path_factory):
+    started = time.monotonic()
+    builder = ImageBuilder(node_registry.host, tmp_path_factory.mktemp("images"))
+    images = TestImages(app=builder.push_app(), scratch_app=builder.push_scratch_app(),
+                        busybox=builder.push_busybox(), wrapper=builder.push_wrapper(), pause=builder.push_pause(),
+                        builder=builder)
+    TIMINGS["images"] = time.monotonic() - started
+    return images
+
+
+@pytest.fixture(scope="session")
+def node_plane():
+    why = _why_not()
+    if why:
+        pytest.skip(why)
+    clean_stale()
+    started = time.monotonic()
+    plane = NodeControlPlane().start()
+    TIMINGS["control plane"] = time.monotonic() - started
+    yield plane
+    started = time.monotonic()
+    plane.stop()
+    TIMINGS["control plane stop"] = time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def node_api(node_plane):
+    return config.new_client_from_config(config_file=str(node_plane.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def node_core(node_api):
+    return client.CoreV1Api(node_api)
+
+
+@pytest.fixture(scope="session")
+def node(node_plane, node_registry, node_images):
+    started = time.monotonic()
+    real = Node(node_plane, node_registry.host, node_images.pause).start()
+    TIMINGS["node Ready"] = time.monotonic() - started
+    yield real
+    started = time.monotonic()
+    real.stop()
+    TIMINGS["node stop and clean-up"] = time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def node_webhook(node_images):
+    server = WebhookServer("--wrapper-image", node_images.wrapper).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def node_registered(node_api, node_core, node_webhook, node):
+    admission = client.AdmissionregistrationV1Api(node_api)
+    body = webhook_configuration(node_webhook.client_config())
+    admission.create_mutating_webhook_configuration(body)
+    wait_for_mutation(node_core, "default")
+    yield body
+    admission.delete_mutating_webhook_configuration(body["metadata"]["name"])
+
+
+@pytest.fixture(scope="session")
+def kubectl(node_plane) -> list[str]:
+    return [str(node_binary("kubectl")), f"--kubeconfig={node_plane.kubeconfig}"]
+
+
+def _namespace(core, kubectl, labels: dict) -> Cluster:
+    name = f"n-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    return Cluster(kubectl, name)
+
+
+@pytest.fixture
+def cluster(node_core, kubectl, node_registered):
+    """A fresh namespace on the node, with the webhook registered; deleted afterwards (the
+    namespace controller deletes its pods, which the kubelet stops)."""
+    cluster = _namespace(node_core, kubectl, {})
+    yield cluster
+    node_core.delete_namespace(cluster.namespace)
+
+
+@pytest.fixture
+def restricted(node_core, kubectl, node_registered):
+    """The same, enforcing Pod Security "restricted"."""
+    cluster = _namespace(node_core, kubectl, {"pod-security.kubernetes.io/enforce": "restricted"})
+    yield cluster
+    node_core.delete_namespace(cluster.namespace)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_line("node tests: " + ", ".join(f"{k} {v:.1f}s" for k, v in TIMINGS.items()))

@@ -1,0 +1,389 @@
+"""A real Kubernetes node for tests: containerd + runc + kubelet on this machine, joined to the
+test control plane (tests/support/controlplane.py) -- what kind gives, without Docker.
+
+Everything the node writes is under one temporary directory, and containerd and the kubelet run
+in their own mount and PID namespaces (`unshare --mount --pid --fork --kill-child`): the host
+paths they insist on (/run/containerd, /var/lib/kubelet, /var/lib/cni, /var/log/containers, ...)
+are bind mounts of directories under it, visible only inside. When the namespace's first process
+dies, the kernel kills every process in it, runc's containers and containerd's shims included,
+and its mounts (the kubelet's, the overlay root filesystems, sandbox shm, network namespace
+files) go with it.
+
+What the kernel does not clean up is named after the test run's PID: the kubelet's cgroup root
+(/sys/fs/cgroup/*/restart-process-node-PID), the CNI bridge (rpnPID) and the directory. A
+janitor (this module's main, in a session of its own) starts the namespace and, once the test run
+closes its stdin -- at stop(), or because the run died, even by SIGKILL -- kills it and removes
+those; the namespace dies with the janitor too (PR_SET_PDEATHSIG). A run also removes what an
+earlier run whose PID is gone left behind (clean_stale).
+
+Pods get their own network namespaces on a CNI bridge that has no address on the host and no
+masquerading: nothing routes between them and anything else. The API server reaches the kubelet
+(logs, exec, cp) as "localhost" on a loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.support.controlplane import BUILD_SCRIPT, ROOT, ControlPlane
+from tests.support.ports import free_port
+from tests.support.processes import die_with_parent
+from tests.support.waiting import wait_until
+
+NODE_NAME = "localhost"
+PREFIX = "restart-process-node-"
+BRIDGE_PREFIX = "rpn"
+CGROUP_FS = Path("/sys/fs/cgroup")
+POD_SUBNET = "10.88.0.0/24"
+
+# PID 1 of the node's namespaces: private copies of the host paths, then containerd, then the
+# kubelet. If either exits, so does this script, and the kernel ends the rest.
+INIT = r"""
+set -euo pipefail
+d=$1
+mount --make-rshared /
+for path in /run /var/lib /var/log; do
+  mkdir -p "$d/host$path"
+  mount --bind "$d/host$path" "$path"
+done
+containerd --config "$d/containerd.toml" >>"$d/containerd.log" 2>&1 &
+for _ in $(seq 600); do [ -S "$d/containerd.sock" ] && break; sleep 0.1; done
+"$KUBELET" --config="$d/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override=localhost \
+  --v="${KUBELET_VERBOSITY:-2}" >>"$d/kubelet.log" 2>&1 &
+wait -n
+echo "node: containerd or the kubelet exited; stopping the node" >&2
+exit 1
+"""
+
+
+def node_binary(name: str) -> Path:
+    """kubelet, kube-scheduler, kubectl the envtest way: TEST_ASSET_KUBELET (...), then
+    $KUBEBUILDER_ASSETS/NAME, then hack/build-control-plane.sh NAME (builds it once, cached)."""
+    variable = "TEST_ASSET_" + name.upper().replace("-", "_")
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and (Path(assets) / name).exists():
+        return Path(assets) / name
+    built = subprocess.run(["bash", str(BUILD_SCRIPT), name], capture_output=True, text=True, check=True).stdout.strip()
+    return Path(built) / name
+
+
+class NodeControlPlane(ControlPlane):
+    """The test control plane, plus what a node needs: kube-scheduler; kube-controller-manager's
+    namespace, garbage-collector and node-lifecycle controllers; and an API server that reaches
+    the kubelet as "localhost" (its Hostname address, on loopback) with a client certificate,
+    verifying the kubelet's serving certificate against the test CA."""
+
+    def __init__(self):
+        super().__init__()
+        d = self.dir
+        self.extra_args = {
+            "kube-apiserver": [
+                "--kubelet-preferred-address-types=Hostname",
+                f"--kubelet-client-certificate={d / 'admin.crt'}", f"--kubelet-client-key={d / 'admin.key'}",
+                f"--kubelet-certificate-authority={d / 'ca.crt'}",
+            ],
+            # Appended to the harness's deployment,replicaset,job.
+            "kube-controller-manager": ["--controllers=namespace,garbagecollector,nodelifecycle"],
+        }
+
+    def start(self) -> "NodeControlPlane":
+        super().start()
+        try:
+            process = self._spawn("kube-scheduler", [
+                str(node_binary("kube-scheduler")), f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            ])
+            time.sleep(0.5)
+            if process.poll() is not None:
+                raise RuntimeError(f"kube-scheduler exited:\n{self.log_of('kube-scheduler')[-3000:]}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _hierarchies() -> list[Path]:
+    """Every mounted cgroup hierarchy (v1: one per controller set; v2: the root itself)."""
+    if (CGROUP_FS / "cgroup.procs").exists():
+        return [CGROUP_FS]
+    return [p for p in sorted(CGROUP_FS.iterdir()) if (p / "cgroup.procs").exists()]
+
+
+def _remove_cgroup_tree(path: Path, timeout: float = 30) -> None:
+    """rmdir bottom-up; processes still dying (a namespace being torn down) get a moment, then SIGKILL."""
+    def removed() -> bool:
+        for dirpath, dirnames, _ in os.walk(path, topdown=False):
+            for name in dirnames:
+                try:
+                    os.rmdir(os.path.join(dirpath, name))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            for procs in path.rglob("cgroup.procs"):
+                for pid in procs.read_text().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+            return False
+        return True
+
+    wait_until(removed, timeout, interval=0.2, what=f"cgroup {path} to be removed")
+
+
+def _bridges() -> list[str]:
+    out = subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    return [link["ifname"] for link in json.loads(out or "[]")]
+
+
+def clean_stale() -> list[str]:
+    """Remove what killed test runs left: cgroup roots, bridges and directories named after a PID
+    that no longer runs. Returns what it removed."""
+    removed = []
+    for hierarchy in _hierarchies():
+        for path in hierarchy.glob(PREFIX + "*"):
+            match = re.fullmatch(PREFIX + r"(\d+)", path.name)
+            if match and not _alive(int(match.group(1))):
+                _remove_cgroup_tree(path)
+                removed.append(str(path))
+    for name in _bridges():
+        match = re.fullmatch(BRIDGE_PREFIX + r"(\d+)", name)
+        if match and not _alive(int(match.group(1))):
+            subprocess.run(["ip", "link", "delete", name], check=False)
+            removed.append(name)
+    for path in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        match = re.match(PREFIX + r"(\d+)-", path.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
+def _clean(directory: Path, cgroup_root: str, bridge: str, remove_directory: bool = True) -> None:
+    """Remove what a stopped node leaves: its cgroups, its bridge, its directory."""
+    for hierarchy in _hierarchies():
+        _remove_cgroup_tree(hierarchy / cgroup_root.lstrip("/"))
+    if bridge in _bridges():
+        subprocess.run(["ip", "link", "delete", bridge], check=False)
+    if remove_directory and not os.environ.get("KEEP_NODE_DIR"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Node:
+    """`start()` joins a node named "localhost" to `control_plane` and waits until it is Ready;
+    always `stop()`. `registry` is host:port of the plain-HTTP registry containerd pulls from,
+    `sandbox_image` the pause image there."""
+
+    def __init__(self, control_plane: ControlPlane, registry: str, sandbox_image: str):
+        self.control_plane = control_plane
+        self.registry = registry
+        self.sandbox_image = sandbox_image
+        pid = os.getpid()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{pid}-"))
+        self.cgroup_root = f"/{PREFIX}{pid}"
+        self.bridge = f"{BRIDGE_PREFIX}{pid}"
+        self.port = free_port()
+        self.janitor: subprocess.Popen | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 180) -> "Node":
+        try:
+            self._write_config()
+            self._make_cgroup_root()
+            env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "KUBELET": str(node_binary("kubelet")), "KUBECONFIG": str(self.control_plane.kubeconfig)}
+            self.log = open(self.dir / "node.log", "wb")
+            # The janitor (this module's main) runs the node and cleans up after it. It is in a
+            # session of its own and outlives the test run by the seconds it needs: when its
+            # stdin closes -- stop(), or the run was killed -- it kills the node and removes the
+            # cgroups, the bridge and the directory.
+            self.janitor = subprocess.Popen(
+                [sys.executable, "-m", "tests.node.node", str(self.dir), self.cgroup_root, self.bridge, "--",
+                 "unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+                 "bash", "-c", INIT, "node-init", str(self.dir)],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.janitor is not None:
+            self.janitor.stdin.close()
+            try:
+                self.janitor.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.janitor.kill()
+                self.janitor.wait()
+            self.log.close()
+            self.janitor = None
+        _clean(self.dir, self.cgroup_root, self.bridge)  # what a janitor that failed left
+
+    def log_of(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self, tail: int = 4000) -> str:
+        return "\n".join(f"--- {name}.log\n{self.log_of(name)[-tail:]}" for name in ("node", "containerd", "kubelet"))
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        d, plane = self.dir, self.control_plane
+        key, cert = plane.ca.serving([NODE_NAME, "127.0.0.1"])
+        (d / "kubelet.key").write_bytes(key)
+        (d / "kubelet.crt").write_bytes(cert)
+
+        # containerd 1.6 (Debian's): its own root, state and socket; the CRI plugin pulls the pause
+        # image from the test registry; restrict_oom_score_adj because the sandbox's -998 needs
+        # CAP_SYS_RESOURCE (without it runc fails: "can't get final child's PID from pipe: EOF").
+        (d / "containerd.toml").write_text(f"""\
+version = 2
+root = "{d}/containerd/root"
+state = "{d}/containerd/state"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{d}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{self.sandbox_image}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
+""")
+        hosts = d / "certs.d" / self.registry
+        hosts.mkdir(parents=True)
+        (hosts / "hosts.toml").write_text(f'server = "http://{self.registry}"\n'
+                                          f'[host."http://{self.registry}"]\n  capabilities = ["pull", "resolve"]\n')
+
+        # A bridge with no host address, no gateway, no masquerading: pods isolated on loopback's side.
+        (d / "cni").mkdir()
+        (d / "cni" / "10-restart-process.conflist").write_text(json.dumps({
+            "cniVersion": "0.4.0", "name": "restart-process-test",
+            "plugins": [{"type": "bridge", "bridge": self.bridge, "isGateway": False, "ipMasq": False,
+                         "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                                  "dataDir": str(d / "cni-ipam")}}],
+        }))
+
+        (d / "kubelet.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "address": "127.0.0.1", "port": self.port, "readOnlyPort": 0, "healthzPort": 0,
+            "tlsCertFile": str(d / "kubelet.crt"), "tlsPrivateKeyFile": str(d / "kubelet.key"),
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
+                               "x509": {"clientCAFile": str(plane.dir / "ca.crt")}},
+            "authorization": {"mode": "AlwaysAllow"},
+            "containerRuntimeEndpoint": f"unix://{d}/containerd.sock",
+            # This VM: cgroup v1 only, no swap accounting to speak of, no systemd.
+            "failCgroupV1": False, "failSwapOn": False, "cgroupDriver": "cgroupfs",
+            "cgroupRoot": self.cgroup_root,
+            "makeIPTablesUtilChains": False,
+            "volumePluginDir": str(d / "volume-plugins"),
+            "resolvConf": "",
+            # The tests' disk and memory are the machine's; only the images we push are ours.
+            "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%",
+                             "imagefs.available": "1%"},
+            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "serializeImagePulls": False,
+            "nodeStatusUpdateFrequency": "4s",
+        }))
+
+    def _make_cgroup_root(self) -> None:
+        """The kubelet wants its --cgroup-root to exist; cpuset's needs its parent's CPUs and nodes."""
+        for hierarchy in _hierarchies():
+            path = hierarchy / self.cgroup_root.lstrip("/")
+            path.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # v1 only: v2's root has no such files
+                if (path / name).exists() and (hierarchy / name).exists() and not (path / name).read_text().strip():
+                    (path / name).write_text((hierarchy / name).read_text())
+
+    def _wait_ready(self, timeout: float) -> None:
+        from kubernetes import client, config
+
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(self.control_plane.kubeconfig)))
+
+        def ready() -> bool:
+            try:
+                conditions = core.read_node(NODE_NAME).status.conditions or []
+            except client.ApiException as error:
+                if error.status == 404:  # not registered yet
+                    return False
+                raise
+            return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+        try:
+            wait_until(ready, timeout, interval=0.5, what="the node to be Ready", process=self.janitor)
+        except AssertionError as error:
+            raise RuntimeError(f"{error}:\n{self.logs()}") from None
+
+
+def _janitor(argv: list[str]) -> int:
+    """DIR CGROUP_ROOT BRIDGE -- COMMAND...: run COMMAND (the node) until stdin closes, then kill
+    it and clean up. If the node dies first, its cgroups and bridge go at once, and its directory
+    (with the logs) when stdin closes."""
+    directory, cgroup_root, bridge, separator, *command = argv
+    assert separator == "--", argv
+    node = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    closed = threading.Event()
+
+    def wait_for_eof():
+        sys.stdin.buffer.read()
+        closed.set()
+        node.kill()  # unshare --kill-child: the namespace's init dies, and with it everything in it
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    status = node.wait()
+    _clean(Path(directory), cgroup_root, bridge, remove_directory=False)
+    closed.wait()
+    _clean(Path(directory), cgroup_root, bridge)
+    return status
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C is the test run's to handle; stdin tells us
+    sys.exit(_janitor(sys.argv[1:]))

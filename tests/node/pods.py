@@ -1,0 +1,76 @@
+"""Pod manifests and waits for the node tests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
+
+# Seconds the session's steps took, printed at the end of the run (conftest.py).
+TIMINGS: dict[str, float] = {}
+
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def pod(name: str, image: str, annotations: dict | None = None, command: list[str] | None = None,
+        pod_security: dict | None = None, container_security: dict | None = None, **spec) -> dict:
+    container = {"name": "app", "image": image}
+    if command:
+        container["command"] = command
+    if container_security:
+        container["securityContext"] = container_security
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"restart-process.dev/enabled": "true", **(annotations or {})}},
+        "spec": {"containers": [container], **({"securityContext": pod_security} if pod_security else {}), **spec},
+    }
+
+
+def shell_pod(name: str, image: str, script: str, annotations: dict | None = None, **spec) -> dict:
+    """A busybox `sh -c SCRIPT` program, wrapped."""
+    return pod(name, image, annotations, command=["sh", "-c", script], **spec)
+
+
+def wait_running(cluster: Cluster, name: str) -> dict:
+    """The pod once its app container runs; fails early, with the events, if it cannot start."""
+    def running():
+        current = cluster.get("pod", name)
+        status = cluster.container_status(name)
+        waiting = status.get("state", {}).get("waiting", {})
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "CreateContainerError",
+                                     "CreateContainerConfigError", "RunContainerError", "InvalidImageName"):
+            raise AssertionError(f"{name} cannot start: {waiting}\n{events(cluster, name)}")
+        return current if "running" in status.get("state", {}) else None
+
+    try:
+        return cluster.wait(running, f"{name} running")
+    except ScenarioFailure as failure:
+        raise AssertionError(f"{failure}\n{events(cluster, name)}") from None
+
+
+def events(cluster: Cluster, name: str) -> str:
+    items = json.loads(cluster.run("get", "events", "--field-selector", f"involvedObject.name={name}",
+                                   "-o", "json", check=False) or '{"items": []}')["items"]
+    return "\n".join(f"{e.get('reason')}: {e.get('message')}" for e in items)
+
+
+def wrapped(spec: dict, container: str = "app") -> bool:
+    found = next(c for c in spec["containers"] if c["name"] == container)
+    return (found.get("command") or [None])[0] == WRAPPER
+
+
+def program_of(spec: dict, container: str = "app") -> list[str]:
+    """What the wrapper runs: the words after `--` of the wrapped command, then the args."""
+    found = next(c for c in spec["containers"] if c["name"] == container)
+    command = found["command"]
+    return command[command.index("--") + 1:] + (found.get("args") or [])
+
+
+def wait_gone(cluster: Cluster, name: str, timeout: float) -> float:
+    """Seconds until the pod object is gone."""
+    started = time.monotonic()
+    cluster.wait(lambda: not cluster.run("get", "pod", name, "--ignore-not-found", "-o", "name").strip(),
+                 f"{name} deleted", timeout=timeout, interval=0.2)
+    return time.monotonic() - started

@@ -1,0 +1,92 @@
+"""The product's core claim in real pods on a real node: the webhook wraps the program, and a
+sync re-executes it inside the running container -- driven by kubectl as Tilt drives it.
+
+Items 2 and 3 are tests/support/live_update.py, the scenario the kind e2e runs too.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.live_update import WRAPPER, ScenarioFailure, deploy, example_deployment, tilt_way, watch_way
+from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, pod, program_of, wait_running, wrapped
+
+
+def test_a_deployment_without_command_runs_through_the_wrapper(restricted, node_images):
+    """Through kube-controller-manager and kube-scheduler, with only the `images` annotation:
+    the webhook reads ENTRYPOINT from the local registry, the init container installs the wrapper
+    from the wrapper image, and the app runs as its child."""
+    deployment = example_deployment("no-command", node_images.app, watch=False)
+    template = deployment["spec"]["template"]
+    template["metadata"]["annotations"] = {"restart-process.dev/images": "example-app"}
+    del template["spec"]["containers"][0]["command"]
+
+    name = deploy(restricted, deployment)  # fails unless the pod was mutated and the program started
+    pod_json = restricted.get("pod", name)
+    spec, status = pod_json["spec"], pod_json["status"]
+    assert pod_json["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+    assert spec["nodeName"] == "localhost"
+    assert program_of(spec) == ["/app/bin/example"], "ENTRYPOINT not resolved from the registry"
+    install = spec["initContainers"][0]
+    assert install["image"] == node_images.wrapper
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert "installed /restart-process/restart-wrapper" in restricted.logs(name, "restart-process-install")
+
+    assert restricted.pid1(name)[0] == WRAPPER
+    (start,) = restricted.starts(name)
+    assert start.pid != 1, "the program is PID 1: it is not running under the wrapper"
+
+
+def test_the_tilt_way_kubectl_cp_then_trigger(restricted, node_images):
+    evidence = tilt_way(restricted, node_images.app)
+    assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1]
+
+
+def test_watch_mode_kubectl_cp_alone_restarts(restricted, node_images):
+    evidence = watch_way(restricted, node_images.app)
+    assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1]
+
+
+def _trigger_restarts(cluster, name: str) -> None:
+    wait_running(cluster, name)
+    (first,) = cluster.wait_starts(name, 1)
+    cluster.exec(name, WRAPPER, "trigger")  # fails at once, with the wrapper's reason, if it cannot write
+    starts = cluster.wait_starts(name, 2)
+    assert starts[1].pid != first.pid
+    assert cluster.container_status(name)["restartCount"] == 0
+
+
+def test_trigger_in_an_image_with_no_shell_and_no_tmp(restricted, node_images):
+    """FROM-scratch style: the static app alone, no /tmp for the default restart file."""
+    manifest = pod("scratch", node_images.scratch_app, pod_security=RESTRICTED_POD,
+                   container_security=RESTRICTED_CONTAINER)
+    restricted.apply(manifest)
+    _trigger_restarts(restricted, "scratch")
+
+
+def test_trigger_with_a_read_only_root_filesystem_and_an_arbitrary_uid(restricted, node_images):
+    """As OpenShift runs pods: a uid from the namespace's range, and a read-only root."""
+    manifest = pod("readonly", node_images.app, command=["/app/bin/example"],
+                   pod_security={**RESTRICTED_POD, "runAsUser": 1000740000, "fsGroup": 1000740000},
+                   container_security={**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True})
+    restricted.apply(manifest)
+    _trigger_restarts(restricted, "readonly")
+    assert restricted.exec("readonly", "id", "-u").strip() == "1000740000"
+
+
+def test_restricted_namespace_admits_and_runs_the_injected_pod(restricted, node_images):
+    """Pod Security "restricted" is enforced (a non-compliant pod is refused), and the annotated
+    pod, init container and all, is admitted and runs."""
+    with pytest.raises(ScenarioFailure, match="violates PodSecurity"):
+        restricted.apply(pod("careless", node_images.app, command=["/app/bin/example"]))
+    manifest = pod("restricted", node_images.app, command=["/app/bin/example"],
+                   pod_security=RESTRICTED_POD, container_security=RESTRICTED_CONTAINER)
+    restricted.apply(manifest)
+    running = wait_running(restricted, "restricted")
+    assert wrapped(running["spec"])
+    init = running["status"]["initContainerStatuses"][0]
+    assert init["name"] == "restart-process-install" and init["state"]["terminated"]["exitCode"] == 0
+    assert restricted.pid1("restricted")[0] == WRAPPER
+    assert re.search(r"started pid=\d+", restricted.logs("restricted"))

@@ -1,0 +1,218 @@
+"""The live-update scenario, driven by kubectl: one scenario, two ways to get a node.
+
+tests/node runs it on a kubelet on this machine (no Docker); hack/e2e-kind.sh runs it on kind
+(`python -m tests.support.live_update --context kind-... --namespace ... --image example-app:e2e`).
+It deploys examples/app/k8s.yaml -- the example app, opted in, restricted-compliant -- and syncs
+files in the two ways Tilt does, checking each time that the program was re-executed inside the
+same container:
+
+- the Tilt way (examples/tilt): `kubectl cp` a file in (tar through the exec API, as Tilt's
+  sync does), then `kubectl exec ... /restart-process/restart-wrapper trigger` (Tilt's `run`
+  step; no shell in the command);
+- watch mode (examples/tilt-watch, Skaffold): `kubectl cp` alone, into the watched directory.
+
+Needs only kubectl, a cluster with the webhook installed, and the example image; PyYAML is the
+only dependency beyond the standard library (and tests.support.waiting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "app" / "k8s.yaml"
+WRAPPER = "/restart-process/restart-wrapper"
+STARTED = re.compile(r'started pid=(\d+) greeting="(.*)"')
+
+
+class ScenarioFailure(AssertionError):
+    pass
+
+
+@dataclass
+class Start:
+    pid: int
+    greeting: str
+
+
+@dataclass
+class Cluster:
+    """kubectl's argv up to the subcommand (binary, kubeconfig or context), and the namespace."""
+
+    kubectl: list[str]
+    namespace: str
+    timeout: float = 180
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True, namespaced: bool = True) -> str:
+        argv = [*self.kubectl, *(["--namespace", self.namespace] if namespaced else []), *args]
+        result = subprocess.run(argv, input=input, capture_output=True, timeout=self.timeout)
+        if check and result.returncode != 0:
+            raise ScenarioFailure(f"{' '.join(argv)} failed ({result.returncode}):\n"
+                                  f"{result.stderr.decode(errors='replace')}")
+        return result.stdout.decode(errors="replace")
+
+    def apply(self, manifest: dict | str) -> str:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.run("apply", "-f", "-", input=text.encode())
+
+    def get(self, kind: str, name: str) -> dict:
+        return json.loads(self.run("get", kind, name, "-o", "json"))
+
+    def logs(self, pod: str, container: str = "app", previous: bool = False) -> str:
+        return self.run("logs", pod, "-c", container, *(["--previous"] if previous else []))
+
+    def starts(self, pod: str, container: str = "app") -> list[Start]:
+        return [Start(int(m.group(1)), m.group(2)) for m in STARTED.finditer(self.logs(pod, container))]
+
+    def exec(self, pod: str, *command: str, container: str = "app", check: bool = True) -> str:
+        return self.run("exec", pod, "-c", container, "--", *command, check=check)
+
+    def copy(self, local: Path, pod: str, remote: str, container: str = "app") -> None:
+        """kubectl cp: tar through the exec API, as Tilt's and Skaffold's sync do."""
+        self.run("cp", str(local), f"{self.namespace}/{pod}:{remote}", "-c", container, namespaced=False)
+
+    def pid1(self, pod: str, container: str = "app") -> list[str]:
+        return self.exec(pod, "cat", "/proc/1/cmdline", container=container).rstrip("\0").split("\0")
+
+    def container_status(self, pod: str, container: str = "app") -> dict:
+        statuses = self.get("pod", pod).get("status", {}).get("containerStatuses") or []
+        return next((s for s in statuses if s["name"] == container), {})
+
+    def wait(self, condition, what: str, timeout: float | None = None, interval: float = 0.5):
+        """Poll `condition` until it returns something truthy (returned); fail after `timeout`."""
+        try:
+            return wait_until(condition, timeout or self.timeout, interval, what,
+                              ignoring=(ScenarioFailure, subprocess.TimeoutExpired))
+        except AssertionError as error:
+            raise ScenarioFailure(str(error)) from None
+
+    def wait_starts(self, pod: str, count: int, container: str = "app") -> list[Start]:
+        try:
+            return self.wait(lambda: s if len(s := self.starts(pod, container)) >= count else None,
+                             f"{count} starts of the program in {pod}")
+        except ScenarioFailure as failure:
+            raise ScenarioFailure(f"{failure}\n--- logs of {pod}:\n{self.logs(pod, container)}") from None
+
+
+def example_deployment(name: str, image: str, watch: bool) -> dict:
+    """examples/app/k8s.yaml under another name and image; without its watch annotation (the
+    Tilt way, where the trigger is the only restart) or with it (watch mode)."""
+    deployment = next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d and d["kind"] == "Deployment")
+    deployment["metadata"]["name"] = name
+    deployment["metadata"]["labels"] = {"app": name}
+    deployment["spec"]["selector"]["matchLabels"] = {"app": name}
+    template = deployment["spec"]["template"]
+    template["metadata"]["labels"] = {"app": name}
+    if not watch:
+        template["metadata"]["annotations"].pop("restart-process.dev/watch")
+        template["metadata"]["annotations"].pop("restart-process.dev/debounce", None)
+    for container in template["spec"]["containers"]:
+        container["image"] = image
+    return deployment
+
+
+def deploy(cluster: Cluster, deployment: dict) -> str:
+    """Apply, wait for the rollout, return the pod's name once its program has started."""
+    name = deployment["metadata"]["name"]
+    cluster.apply(deployment)
+    cluster.run("rollout", "status", f"deployment/{name}", f"--timeout={int(cluster.timeout)}s")
+    pods = json.loads(cluster.run("get", "pod", "-l", f"app={name}", "-o", "json"))["items"]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    if len(running) != 1:
+        raise ScenarioFailure(f"expected one pod of {name}, got {[p['metadata']['name'] for p in running]}")
+    pod = running[0]
+    init = [c["name"] for c in pod["spec"].get("initContainers") or []]
+    if init[:1] != ["restart-process-install"] or pod["spec"]["containers"][0]["command"][0] != WRAPPER:
+        raise ScenarioFailure(f"the webhook did not mutate {pod['metadata']['name']}: init containers {init}, "
+                              f"command {pod['spec']['containers'][0].get('command')}")
+    cluster.wait_starts(pod["metadata"]["name"], 1)
+    return pod["metadata"]["name"]
+
+
+def _restarted_in_place(cluster: Cluster, pod: str, before: Start, synced: str, remote: str) -> dict:
+    """The checks after a restart: a new process that read the synced file, under the same wrapper
+    as PID 1, in the same container, the file still there. Returns the evidence."""
+    starts = cluster.wait(lambda: s if len(s := cluster.starts(pod)) >= 2 and s[-1].greeting == synced else None,
+                          f"a start of the program that read the synced {remote}")
+    after = starts[-1]
+    if after.pid == before.pid:
+        raise ScenarioFailure(f"the program was not re-executed (pid {after.pid} both times)")
+    pid1 = cluster.pid1(pod)
+    if pid1[0] != WRAPPER:
+        raise ScenarioFailure(f"PID 1 is no longer the wrapper: {pid1}")
+    status = cluster.container_status(pod)
+    if status.get("restartCount") != 0 or "running" not in status.get("state", {}):
+        raise ScenarioFailure(f"the container itself restarted or stopped: {status}")
+    content = cluster.exec(pod, "cat", remote).strip()
+    if content != synced:
+        raise ScenarioFailure(f"the synced file is gone or changed: {content!r}")
+    return {"pod": pod, "pids": [before.pid, after.pid], "greetings": [before.greeting, after.greeting],
+            "pid1": pid1, "restartCount": status["restartCount"]}
+
+
+def tilt_way(cluster: Cluster, image: str, name: str = "example-trigger") -> dict:
+    """Sync with kubectl cp, restart with `restart-wrapper trigger` through kubectl exec."""
+    pod = deploy(cluster, example_deployment(name, image, watch=False))
+    before = cluster.starts(pod)[0]
+    synced = f"synced for the trigger {uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as local:
+        (Path(local) / "greeting.txt").write_text(synced + "\n")
+        cluster.copy(Path(local) / "greeting.txt", pod, "/app/data/greeting.txt")
+    if len(cluster.starts(pod)) != 1:
+        raise ScenarioFailure("the program restarted before the trigger, with no watch configured")
+    cluster.exec(pod, WRAPPER, "trigger")
+    evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
+    if not re.search(r"restarting /app/bin/example: .* changed", cluster.logs(pod)):
+        raise ScenarioFailure(f"the wrapper did not log the triggered restart:\n{cluster.logs(pod)}")
+    return evidence
+
+
+def watch_way(cluster: Cluster, image: str, name: str = "example-watch") -> dict:
+    """Sync with kubectl cp into the watched directory; nothing else."""
+    pod = deploy(cluster, example_deployment(name, image, watch=True))
+    before = cluster.starts(pod)[0]
+    synced = f"synced into the watched directory {uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as local:
+        (Path(local) / "greeting.txt").write_text(synced + "\n")
+        cluster.copy(Path(local) / "greeting.txt", pod, "/app/data/greeting.txt")
+    evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
+    if "restarting /app/bin/example: /app/data" not in cluster.logs(pod):
+        raise ScenarioFailure(f"the wrapper did not log a restart caused by /app/data:\n{cluster.logs(pod)}")
+    return evidence
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--context")
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--image", required=True, help="the example app's image, as the node pulls it")
+    args = parser.parse_args(argv)
+    kubectl = [args.kubectl, *([f"--context={args.context}"] if args.context else []),
+               *([f"--kubeconfig={args.kubeconfig}"] if args.kubeconfig else [])]
+    cluster = Cluster(kubectl, args.namespace)
+    try:
+        for way in (tilt_way, watch_way):
+            evidence = way(cluster, args.image)
+            print(f"live-update: {way.__name__}: PASSED {json.dumps(evidence)}", file=sys.stderr)
+    except ScenarioFailure as failure:
+        print(f"live-update: FAILED: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
