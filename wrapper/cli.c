@@ -2,6 +2,10 @@
  * Parsing of `restart-wrapper run [options] -- COMMAND [ARG...]`.
  * Both --opt=value and --opt value are accepted; a lone "--" or the first
  * non-option word starts COMMAND, so a program named "-h" can still be run after "--".
+ *
+ * The value grammar is exact and shared with the webhook (see cli.h). It is hand-written
+ * rather than strtol-based: strtol takes leading blanks, a sign and overflows to LONG_MAX,
+ * and each of those would make the wrapper accept what the webhook refuses.
  */
 #include "cli.h"
 
@@ -13,17 +17,22 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_DURATION_MS (24LL * 60 * 60 * 1000)
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
 
 int64_t parse_duration_ms(const char *text)
 {
-	int64_t value = 0;
 	const char *p = text;
-	if (*p < '0' || *p > '9')
+	if (!is_digit(*p))
 		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
+	/* Leading zeros keep the value at 0; anything past the cap stops the scan, so no
+	 * digit string, however long, can overflow. */
+	int64_t value = 0;
+	for (; is_digit(*p); p++) {
 		value = value * 10 + (*p - '0');
-		if (value > MAX_DURATION_MS)
+		if (value > RW_MAX_DURATION_MS)
 			return -1;
 	}
 	if (strcmp(p, "ms") == 0)
@@ -34,42 +43,89 @@ int64_t parse_duration_ms(const char *text)
 		value *= 60 * 1000;
 	else
 		return -1;
-	return value > MAX_DURATION_MS ? -1 : value;
+	return value > RW_MAX_DURATION_MS ? -1 : value;
 }
+
+/* Linux's standard signals by their one name each: no aliases (IOT, POLL, CLD), no RTMIN+n. */
+static const struct {
+	const char *name;
+	int number;
+} signal_names[] = {
+	{"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT},   {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+	{"ABRT", SIGABRT},   {"BUS", SIGBUS},       {"FPE", SIGFPE},     {"KILL", SIGKILL},   {"USR1", SIGUSR1},
+	{"SEGV", SIGSEGV},   {"USR2", SIGUSR2},     {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},   {"TERM", SIGTERM},
+	{"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},   {"CONT", SIGCONT},   {"STOP", SIGSTOP},   {"TSTP", SIGTSTP},
+	{"TTIN", SIGTTIN},   {"TTOU", SIGTTOU},     {"URG", SIGURG},     {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+	{"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},   {"WINCH", SIGWINCH}, {"IO", SIGIO},       {"PWR", SIGPWR},
+	{"SYS", SIGSYS},
+};
+#define NSIGNAL_NAMES (sizeof signal_names / sizeof signal_names[0])
 
 int parse_signal(const char *text)
 {
-	static const struct {
-		const char *name;
-		int number;
-	} names[] = {
-		{"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
-		{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL},
-	};
+	if (is_digit(text[0])) {
+		int number = 0;
+		for (const char *p = text; *p != '\0'; p++) {
+			if (!is_digit(*p))
+				return -1;
+			number = number * 10 + (*p - '0');
+			if (number > RW_MAX_SIGNAL)
+				return -1; /* stops before any overflow */
+		}
+		return number >= 1 ? number : -1;
+	}
 	const char *name = strncasecmp(text, "SIG", 3) == 0 ? text + 3 : text;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strcasecmp(name, names[i].name) == 0)
-			return names[i].number;
-	char *end;
-	long number = strtol(text, &end, 10);
-	if (end != text && *end == '\0' && number >= 1 && number < _NSIG)
-		return (int)number;
+	for (size_t i = 0; i < NSIGNAL_NAMES; i++)
+		if (strcasecmp(name, signal_names[i].name) == 0)
+			return signal_names[i].number;
 	return -1;
+}
+
+const char *signal_name(int sig)
+{
+	for (size_t i = 0; i < NSIGNAL_NAMES; i++)
+		if (signal_names[i].number == sig)
+			return signal_names[i].name;
+	return NULL;
+}
+
+const char *path_problem(const char *path)
+{
+	if (path[0] != '/')
+		return "an absolute path";
+	size_t len = 0;
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++, len++)
+		if (*p < 0x20 || *p == 0x7f)
+			return "a path without control characters";
+	if (len > RW_MAX_PATH_BYTES)
+		return "a path of at most 1024 bytes";
+	return NULL;
 }
 
 static int option_error(char *err, size_t errlen, const char *what, const char *name, const char *value)
 {
+	/* Control characters in `value` are made visible by rw_log, which keeps this one line. */
 	snprintf(err, errlen, "%s --%s%s%s", what, name, value ? "=" : "", value ? value : "");
 	return -1;
+}
+
+static int path_option(char *err, size_t errlen, const char *name, const char *value)
+{
+	const char *problem = path_problem(value);
+	if (problem == NULL)
+		return 0;
+	char what[64];
+	snprintf(what, sizeof what, "expected %s:", problem);
+	return option_error(err, errlen, what, name, value);
 }
 
 int parse_run_options(int argc, char **argv, struct run_options *out, char *err, size_t errlen)
 {
 	*out = (struct run_options){
-		.restart_file = RW_DEFAULT_RESTART_FILE,
 		.debounce_ms = 100,
 		.stop_timeout_ms = 5000,
 		.stop_signal = SIGTERM,
+		.exit_policy = EXIT_RERUN,
 	};
 	out->watch = calloc((size_t)argc + 1, sizeof *out->watch);
 	if (out->watch == NULL) {
@@ -105,19 +161,30 @@ int parse_run_options(int argc, char **argv, struct run_options *out, char *err,
 		}
 
 		if (strcmp(name, "restart-file") == 0) {
-			if (value[0] != '/')
-				return option_error(err, errlen, "expected an absolute path:", name, value);
-			out->restart_file = value;
+			if (path_option(err, errlen, name, value) < 0)
+				return -1;
+			if (out->nrestart_files == RW_MAX_RESTART_FILES) {
+				snprintf(err, errlen, "expected at most %d --restart-file options", RW_MAX_RESTART_FILES);
+				return -1;
+			}
+			out->restart_files[out->nrestart_files++] = value;
 		} else if (strcmp(name, "watch") == 0) {
-			if (value[0] != '/')
-				return option_error(err, errlen, "expected an absolute path:", name, value);
+			if (path_option(err, errlen, name, value) < 0)
+				return -1;
 			out->watch[out->nwatch++] = (char *)value;
+		} else if (strcmp(name, "env-file") == 0) {
+			if (path_option(err, errlen, name, value) < 0)
+				return -1;
+			out->env_file = value;
 		} else if (strcmp(name, "debounce") == 0 || strcmp(name, "stop-timeout") == 0 ||
 			   strcmp(name, "poll") == 0) {
+			bool poll = strcmp(name, "poll") == 0;
 			int64_t ms = parse_duration_ms(value);
-			if (ms < 0 || (ms == 0 && strcmp(name, "poll") == 0))
-				return option_error(err, errlen, "expected a duration like 250ms, 5s or 1m:", name,
-						    value);
+			if (ms < 0 || (ms == 0 && poll))
+				return option_error(err, errlen,
+						    poll ? "expected a duration above 0 and at most 24h, like 250ms, 5s or 1m:"
+							 : "expected a duration of at most 24h, like 250ms, 5s or 1m:",
+						    name, value);
 			if (strcmp(name, "debounce") == 0)
 				out->debounce_ms = ms;
 			else if (strcmp(name, "stop-timeout") == 0)
@@ -127,13 +194,17 @@ int parse_run_options(int argc, char **argv, struct run_options *out, char *err,
 		} else if (strcmp(name, "stop-signal") == 0) {
 			out->stop_signal = parse_signal(value);
 			if (out->stop_signal < 0)
-				return option_error(err, errlen,
-						    "expected TERM, INT, HUP, QUIT, USR1, USR2, KILL or a number:", name,
-						    value);
+				return option_error(err, errlen, "expected a signal name like TERM or SIGQUIT, or a number 1-64:",
+						    name, value);
 		} else if (strcmp(name, "exit-policy") == 0) {
-			if (strcmp(value, "restart") != 0 && strcmp(value, "continue") != 0)
-				return option_error(err, errlen, "expected restart or continue:", name, value);
-			out->exit_continue = strcmp(value, "continue") == 0;
+			if (strcmp(value, "rerun") == 0)
+				out->exit_policy = EXIT_RERUN;
+			else if (strcmp(value, "restart") == 0)
+				out->exit_policy = EXIT_RESTART;
+			else if (strcmp(value, "continue") == 0)
+				out->exit_policy = EXIT_CONTINUE;
+			else
+				return option_error(err, errlen, "expected rerun, restart or continue:", name, value);
 		} else {
 			return option_error(err, errlen, "unknown option", name, NULL);
 		}
@@ -143,6 +214,8 @@ int parse_run_options(int argc, char **argv, struct run_options *out, char *err,
 		snprintf(err, errlen, "missing COMMAND to run");
 		return -1;
 	}
+	if (out->nrestart_files == 0)
+		out->restart_files[out->nrestart_files++] = RW_DEFAULT_RESTART_FILE;
 	out->command = argv + i;
 	return 0;
 }

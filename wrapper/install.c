@@ -39,14 +39,20 @@ static int make_dirs(const char *dir)
 	}
 }
 
+/* -1 with errno set on failure, never with errno 0: a caller that reports errno (and then
+ * skips the rename) must not mistake a short copy for success. */
 static int write_all(int fd, const char *data, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0)
 			return -1;
+		if (n == 0) {
+			errno = EIO; /* no progress and no error: the copy would never complete */
+			return -1;
+		}
 		data += n;
 		len -= (size_t)n;
 	}
@@ -61,6 +67,13 @@ static int open_self(void)
 		return fd;
 	const char *execfn = (const char *)getauxval(AT_EXECFN);
 	return execfn ? open(execfn, O_RDONLY | O_CLOEXEC) : -1;
+}
+
+/* Closing a descriptor we only read from cannot lose data; a failure is still worth a line. */
+static void close_input(int fd)
+{
+	if (close(fd) < 0)
+		rw_log("install: close: %s", strerror(errno));
 }
 
 int install(const char *dir)
@@ -83,7 +96,7 @@ int install(const char *dir)
 	int out = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
 	if (out < 0) {
 		rw_log("install: cannot create %s: %s", temporary, strerror(errno));
-		close(in);
+		close_input(in);
 		return 1;
 	}
 	char buffer[64 * 1024];
@@ -102,31 +115,47 @@ int install(const char *dir)
 		failed = errno;
 	if (close(out) < 0 && !failed)
 		failed = errno;
-	close(in);
+	close_input(in);
 	if (!failed && rename(temporary, target) < 0)
 		failed = errno;
 	if (failed) {
 		rw_log("install: cannot write %s: %s", target, strerror(failed));
-		unlink(temporary);
+		if (unlink(temporary) < 0)
+			rw_log("install: cannot remove %s: %s", temporary, strerror(errno));
 		return 1;
 	}
 	rw_log("installed %s", target);
 	return 0;
 }
 
-int trigger(const char *restart_file)
+int trigger(const char *restart_file, enum trigger_source source)
 {
 	/* Any completed write is a trigger; the time makes the file useful to a human too. */
 	int fd = open(restart_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0) {
-		rw_log("trigger: cannot open %s: %s", restart_file, strerror(errno));
+		/* Name the file and where it came from: the usual failure is the default /tmp file
+		 * in an image without /tmp, or with a read-only root filesystem. */
+		const char *error = strerror(errno);
+		if (source == TRIGGER_ENV)
+			rw_log("trigger: cannot open %s (from $" RW_RESTART_FILE_ENV "): %s", restart_file, error);
+		else if (source == TRIGGER_DEFAULT)
+			rw_log("trigger: cannot open %s (the default; $" RW_RESTART_FILE_ENV
+			       " is not set): %s; pass --restart-file=PATH with a file the wrapper watches",
+			       restart_file, error);
+		else
+			rw_log("trigger: cannot open %s: %s", restart_file, error);
 		return 1;
 	}
 	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	char line[32];
-	int len = snprintf(line, sizeof line, "%lld\n", (long long)now.tv_sec);
-	int failed = write_all(fd, line, (size_t)len) < 0 ? errno : 0;
+	int failed = 0;
+	if (clock_gettime(CLOCK_REALTIME, &now) < 0) {
+		failed = errno;
+	} else {
+		int len = snprintf(line, sizeof line, "%lld\n", (long long)now.tv_sec);
+		if (write_all(fd, line, (size_t)len) < 0)
+			failed = errno;
+	}
 	if (close(fd) < 0 && !failed)
 		failed = errno;
 	if (failed) {

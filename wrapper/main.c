@@ -12,6 +12,7 @@
 #include "install.h"
 #include "supervise.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,36 +26,74 @@ static const char usage[] =
 	"       restart-wrapper version\n"
 	"\n"
 	"run options:\n"
-	"  --restart-file=PATH   a change to this file restarts COMMAND at once (default " RW_DEFAULT_RESTART_FILE ")\n"
+	"  --restart-file=PATH   repeatable (up to 8); a change to any of them restarts COMMAND at once\n"
+	"                        (default " RW_DEFAULT_RESTART_FILE ")\n"
 	"  --watch=PATH          repeatable; a change anywhere under PATH restarts COMMAND after --debounce\n"
 	"  --debounce=DUR        quiet period for --watch changes (default 100ms)\n"
-	"  --stop-signal=SIG     TERM, INT, HUP, QUIT, USR1, USR2, KILL or a number (default TERM)\n"
+	"  --env-file=PATH       KEY=VALUE lines added to COMMAND's environment, read before every start\n"
+	"  --stop-signal=SIG     signal that stops COMMAND (default TERM): a name like TERM, SIGQUIT or\n"
+	"                        winch, or a number 1-64; the wrapper also shuts down when it receives it\n"
 	"  --stop-timeout=DUR    then SIGKILL to the whole process group (default 5s)\n"
-	"  --exit-policy=POLICY  restart: exit with COMMAND's status when it exits by itself (default)\n"
-	"                        continue: stay up and start COMMAND again on the next change\n"
+	"  --exit-policy=POLICY  what happens when COMMAND exits by itself:\n"
+	"                        rerun: run it again after 1s, doubling while it keeps exiting\n"
+	"                               quickly, at most 30s (default)\n"
+	"                        restart: exit with its status (the kubelet restarts the container)\n"
+	"                        continue: stay up and run it again on the next change\n"
 	"  --poll=DUR            poll for changes every DUR instead of using inotify\n"
-	"Durations need a unit: 250ms, 5s, 1m.\n";
+	"Durations: digits and a unit, ms, s or m (250ms, 5s, 1m), at most 24h.\n"
+	"Paths: absolute, at most 1024 bytes, no control characters.\n"
+	"\n"
+	"trigger writes --restart-file, else $" RW_RESTART_FILE_ENV ", else " RW_DEFAULT_RESTART_FILE ".\n";
 
 static int usage_error(const char *message)
 {
-	fprintf(stderr, "restart-wrapper: %s (try: restart-wrapper help)\n", message);
+	rw_log("%s (try: restart-wrapper help)", message);
 	return USAGE_ERROR;
 }
 
 static int trigger_command(int argc, char **argv)
 {
-	const char *path = RW_DEFAULT_RESTART_FILE;
+	const char *path = NULL;
 	for (int i = 0; i < argc; i++) {
+		const char *value;
 		if (strncmp(argv[i], "--restart-file=", 15) == 0)
-			path = argv[i] + 15;
+			value = argv[i] + 15;
 		else if (strcmp(argv[i], "--restart-file") == 0 && i + 1 < argc)
-			path = argv[++i];
+			value = argv[++i];
 		else
 			return usage_error("trigger takes only --restart-file=PATH");
+		if (path != NULL)
+			return usage_error("trigger takes --restart-file only once");
+		path = value;
 	}
-	if (path[0] != '/')
-		return usage_error("expected an absolute path: --restart-file");
-	return trigger(path);
+
+	enum trigger_source source = TRIGGER_OPTION;
+	const char *from_env = getenv(RW_RESTART_FILE_ENV);
+	if (path == NULL && from_env != NULL && from_env[0] != '\0') {
+		path = from_env;
+		source = TRIGGER_ENV;
+	} else if (path == NULL) {
+		path = RW_DEFAULT_RESTART_FILE;
+		source = TRIGGER_DEFAULT;
+	}
+	const char *problem = path_problem(path);
+	if (problem != NULL) {
+		char message[RW_MAX_PATH_BYTES + 128];
+		snprintf(message, sizeof message, "expected %s: %s%s", problem,
+			 source == TRIGGER_ENV ? RW_RESTART_FILE_ENV "=" : "--restart-file=", path);
+		return usage_error(message);
+	}
+	return trigger(path, source);
+}
+
+/* Output nobody receives is a failure the caller should see (`version > /dev/full`). */
+static int print(const char *text)
+{
+	if (fputs(text, stdout) == EOF || fflush(stdout) == EOF) {
+		rw_log("cannot write to stdout: %s", strerror(errno));
+		return 1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -79,13 +118,9 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(command, "trigger") == 0)
 		return trigger_command(argc - 2, argv + 2);
-	if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
-		printf("restart-wrapper %s\n", RW_VERSION);
-		return 0;
-	}
-	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
-		fputs(usage, stdout);
-		return 0;
-	}
+	if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)
+		return print("restart-wrapper " RW_VERSION "\n");
+	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0)
+		return print(usage);
 	return usage_error("unknown command");
 }

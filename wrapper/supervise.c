@@ -4,24 +4,29 @@
  * Reads in the order a process lives:
  *   1. configure signals: block them all (bar faults) and read them from a signalfd;
  *      become a child subreaper when not PID 1, so orphans still come back to us;
- *   2. spawn COMMAND in its own process group, with the signal mask we inherited;
+ *   2. spawn COMMAND in its own process group, with the signal mask we inherited and
+ *      the --env-file variables read afresh;
  *   3. loop: reap every child on SIGCHLD; forward every other signal to the group;
- *      TERM/INT/QUIT/HUP mean shut down; file changes mean restart;
+ *      TERM/INT/QUIT/HUP and the --stop-signal mean shut down; file changes mean restart;
  *   4. stop = stop signal to the group, SIGKILL at the deadline, then kill whatever
  *      descendants remain (a `setsid` grandchild holding a port included);
- *   5. exit with COMMAND's status, or 128+N when a signal N killed it.
+ *   5. when COMMAND has exited, one line says how, and what happens next: start it again
+ *      (a change asked for it), run it again after a back-off (--exit-policy=rerun), wait
+ *      for a change (continue), or exit with its status, 128+N when signal N killed it.
  *
  * All state lives in one struct supervisor; there is no other global state.
  */
 #include "supervise.h"
 
 #include "common.h"
+#include "env.h"
 #include "watch.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +42,11 @@
  * so a tree that is written to continuously still restarts. */
 #define DEBOUNCE_CAP_FACTOR 10
 #define DEBOUNCE_CAP_MIN_MS 1000
+/* --exit-policy=rerun: the first wait, its cap, and how long a run must last to count as
+ * healthy again (the next wait starts over from the first). */
+#define RERUN_FIRST_MS 1000
+#define RERUN_CAP_MS 30000
+#define RERUN_HEALTHY_MS 30000
 
 struct supervisor {
 	const struct run_options *opt;
@@ -45,12 +55,23 @@ struct supervisor {
 	struct watcher *watcher;
 
 	pid_t child;         /* also its process group; 0 when nothing runs */
+	int64_t started;     /* when the child was started */
+	int wait_status;     /* how the child last ended, as waitpid() put it */
 	int status;          /* the last exit status to report */
 	bool stopping;       /* a stop signal went out, waiting for the child to go */
 	bool killed;         /* the deadline passed and SIGKILL went out */
 	int64_t deadline;    /* when to SIGKILL a stopping child */
 	bool restart;        /* start again once the child is gone */
+	char restart_cause[PATH_MAX + 64];
 	bool shutting_down;  /* exit once the child is gone */
+
+	/* --exit-policy=rerun */
+	int64_t rerun_at;    /* when to run COMMAND again; -1 when not waiting to */
+	int64_t backoff_ms;  /* the wait after the next exit */
+
+	/* The last signal from outside that was passed on to COMMAND, and when (-1: none yet). */
+	int forwarded;
+	int64_t forwarded_at;
 
 	/* --watch changes waiting out the quiet period */
 	bool pending;
@@ -75,9 +96,12 @@ static int configure_signals(struct supervisor *s)
 		rw_log("sigfillset: %s", strerror(errno));
 		return -1;
 	}
-	for (int sig = 1; sig < _NSIG; sig++)
-		if (is_fault_signal(sig))
-			sigdelset(&all, sig);
+	for (int sig = 1; sig < _NSIG; sig++) {
+		if (is_fault_signal(sig) && sigdelset(&all, sig) < 0) {
+			rw_log("sigdelset(%d): %s", sig, strerror(errno));
+			return -1;
+		}
+	}
 	if (sigprocmask(SIG_SETMASK, &all, &s->inherited_mask) < 0) {
 		rw_log("sigprocmask: %s", strerror(errno));
 		return -1;
@@ -98,9 +122,15 @@ static int configure_signals(struct supervisor *s)
 
 static int spawn(struct supervisor *s)
 {
+	/* Read in the parent, so every report comes from here and the child only swaps a pointer. */
+	struct environment env = {0};
+	if (s->opt->env_file != NULL)
+		env_load(s->opt->env_file, &env);
 	pid_t pid = fork();
 	if (pid < 0) {
-		rw_log("fork: %s", strerror(errno));
+		int error = errno;
+		env_release(&env);
+		rw_log("fork: %s", strerror(error));
 		return -1;
 	}
 	if (pid == 0) {
@@ -112,15 +142,22 @@ static int spawn(struct supervisor *s)
 			rw_log("tcsetpgrp: %s", strerror(errno));
 		if (sigprocmask(SIG_SETMASK, &s->inherited_mask, NULL) < 0)
 			rw_log("sigprocmask: %s", strerror(errno));
+		/* execvp passes `environ` and looks COMMAND up in its PATH, so a PATH set in the
+		 * env file is the one used, as with `env PATH=… COMMAND`. */
+		if (env.vars != NULL)
+			environ = env.vars;
 		execvp(s->opt->command[0], s->opt->command);
 		int error = errno;
 		rw_log("cannot run %s: %s", s->opt->command[0], strerror(error));
 		_exit(error == ENOENT || error == ENOTDIR ? 127 : 126);
 	}
+	env_release(&env);
 	/* Set it from this side too, so the group exists before we ever signal it. */
 	if (setpgid(pid, pid) < 0 && errno != EACCES && errno != ESRCH)
 		rw_log("setpgid(%d): %s", (int)pid, strerror(errno));
 	s->child = pid;
+	s->started = rw_now_ms();
+	s->rerun_at = -1;
 	s->stopping = s->killed = s->restart = false;
 	return 0;
 }
@@ -148,6 +185,7 @@ static bool reap(struct supervisor *s)
 		if (pid <= 0)
 			return main_exited; /* 0: none ready; ECHILD: no children at all */
 		if (pid == s->child) {
+			s->wait_status = status;
 			s->status = exit_status(status);
 			main_exited = true;
 		}
@@ -169,8 +207,14 @@ static int kill_children(void)
 		return 0;
 	pid_t self = getpid();
 	int found = 0;
-	struct dirent *de;
-	while ((de = readdir(proc)) != NULL) {
+	for (;;) {
+		errno = 0; /* readdir reports errors only through errno */
+		struct dirent *de = readdir(proc);
+		if (de == NULL) {
+			if (errno != 0)
+				rw_log("readdir(/proc): %s", strerror(errno));
+			break;
+		}
 		char path[64], stat[512];
 		pid_t pid = (pid_t)atoi(de->d_name);
 		if (pid <= 0 || pid == self)
@@ -180,7 +224,8 @@ static int kill_children(void)
 		if (f == NULL)
 			continue;
 		size_t n = fread(stat, 1, sizeof stat - 1, f);
-		fclose(f);
+		if (fclose(f) != 0) /* read-only: nothing lost, but the line is worth having */
+			rw_log("fclose(%s): %s", path, strerror(errno));
 		stat[n] = '\0';
 		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
 		char *close = strrchr(stat, ')');
@@ -223,7 +268,8 @@ static void kill_remnants(struct supervisor *s)
 			return;
 		}
 		struct timespec pause = {.tv_nsec = 1000000};
-		nanosleep(&pause, NULL);
+		if (nanosleep(&pause, NULL) < 0 && errno != EINTR)
+			rw_log("nanosleep: %s", strerror(errno));
 	}
 }
 
@@ -242,8 +288,10 @@ static void request_restart(struct supervisor *s, const char *cause, int64_t now
 {
 	if (s->shutting_down)
 		return;
+	/* A change is a fresh start: the rerun back-off is for exits nobody asked for. */
+	s->backoff_ms = RERUN_FIRST_MS;
 	if (s->child == 0) {
-		/* --exit-policy=continue, COMMAND had exited: this trigger starts it again. */
+		/* COMMAND had exited (continue, or rerun waiting out its back-off): start it now. */
 		rw_log("starting %s: %s", s->opt->command[0], cause);
 		if (spawn(s) < 0)
 			rw_log("will try again on the next change");
@@ -252,39 +300,49 @@ static void request_restart(struct supervisor *s, const char *cause, int64_t now
 	if (s->stopping && s->restart)
 		return; /* collapses into the restart already under way */
 	rw_log("restarting %s: %s", s->opt->command[0], cause);
+	snprintf(s->restart_cause, sizeof s->restart_cause, "%s", cause);
 	s->restart = true;
 	if (start_stopping(s, now))
 		signal_group(s, s->opt->stop_signal);
 }
 
-static bool is_shutdown_signal(int sig)
+/* The usual ones, and the configured stop signal: the kubelet stops a container with the
+ * image's STOPSIGNAL (SIGQUIT for nginx, SIGWINCH for httpd), which the webhook passes as
+ * --stop-signal. (SIGCHLD never gets here, and KILL and STOP never reach a process.) */
+static bool is_shutdown_signal(const struct supervisor *s, int sig)
 {
-	return sig == SIGTERM || sig == SIGINT || sig == SIGQUIT || sig == SIGHUP;
+	return sig == SIGTERM || sig == SIGINT || sig == SIGQUIT || sig == SIGHUP || sig == s->opt->stop_signal;
 }
 
-/* Returns false when the wrapper should exit now (nothing runs and a shutdown was asked). */
-static bool handle_signals(struct supervisor *s, int64_t now)
+/* Returns the shutdown signal when the wrapper should exit now (nothing runs), else 0. */
+static int handle_signals(struct supervisor *s, int64_t now)
 {
 	struct signalfd_siginfo info;
 	for (;;) {
 		ssize_t n = read(s->signal_fd, &info, sizeof info);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno != EAGAIN)
+			rw_log("read(signalfd): %s", strerror(errno));
 		if (n != (ssize_t)sizeof info)
 			break; /* EAGAIN: all read */
 		int sig = (int)info.ssi_signo;
 		if (sig == SIGCHLD)
 			continue; /* reaping runs after every wake-up; see run_loop() */
 		signal_group(s, sig);
-		if (is_shutdown_signal(sig)) {
+		if (s->child > 0) {
+			s->forwarded = sig;
+			s->forwarded_at = now;
+		}
+		if (is_shutdown_signal(s, sig)) {
 			s->shutting_down = true;
 			s->restart = false;
 			if (s->child == 0)
-				return false;
+				return sig;
 			start_stopping(s, now); /* the signal itself was forwarded above */
 		}
 	}
-	return true;
+	return 0;
 }
 
 static void take_changes(struct supervisor *s, int64_t now)
@@ -323,6 +381,8 @@ static int poll_timeout(const struct supervisor *s, int64_t now)
 		due = s->deadline;
 	if (s->pending && (due < 0 || debounce_due(s) < due))
 		due = debounce_due(s);
+	if (s->rerun_at >= 0 && (due < 0 || s->rerun_at < due))
+		due = s->rerun_at;
 	int64_t next_poll = watcher_next_poll(s->watcher);
 	if (next_poll >= 0 && (due < 0 || next_poll < due))
 		due = next_poll;
@@ -337,10 +397,11 @@ static int run_loop(struct supervisor *s);
 
 int supervise(const struct run_options *opt)
 {
-	struct supervisor s = {.opt = opt, .signal_fd = -1};
+	struct supervisor s = {.opt = opt, .signal_fd = -1, .rerun_at = -1, .backoff_ms = RERUN_FIRST_MS,
+			       .forwarded_at = -1};
 	if (configure_signals(&s) < 0)
 		return 1;
-	s.watcher = watcher_open(opt->restart_file, opt->watch, opt->nwatch, opt->poll_ms);
+	s.watcher = watcher_open(opt->restart_files, opt->nrestart_files, opt->watch, opt->nwatch, opt->poll_ms);
 	if (s.watcher == NULL) {
 		rw_log("out of memory");
 		return 1;
@@ -350,6 +411,53 @@ int supervise(const struct run_options *opt)
 	if (close(s.signal_fd) < 0)
 		rw_log("close(signalfd): %s", strerror(errno));
 	return status;
+}
+
+/* "exited with status 3" or "was killed by signal 11 (SEGV)". */
+static void describe_end(int wait_status, char *out, size_t len)
+{
+	if (WIFSIGNALED(wait_status)) {
+		int sig = WTERMSIG(wait_status);
+		const char *name = signal_name(sig);
+		snprintf(out, len, "was killed by signal %d%s%s%s", sig, name ? " (" : "", name ? name : "",
+			 name ? ")" : "");
+	} else {
+		snprintf(out, len, "exited with status %d", exit_status(wait_status));
+	}
+}
+
+/* The one line every end of COMMAND gets: how it ended, after how long, and what happens
+ * next (`then`, formatted like printf). Greppable by "restart-wrapper: COMMAND ". */
+static void log_end(const struct supervisor *s, int64_t ran_ms, const char *then, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_end(const struct supervisor *s, int64_t ran_ms, const char *then, ...)
+{
+	char how[64], next[PATH_MAX + 128];
+	describe_end(s->wait_status, how, sizeof how);
+	va_list ap;
+	va_start(ap, then);
+	vsnprintf(next, sizeof next, then, ap);
+	va_end(ap);
+	rw_log("%s %s after %lld.%llds; %s", s->opt->command[0], how, (long long)(ran_ms / 1000),
+	       (long long)(ran_ms % 1000 / 100), next);
+}
+
+/* Did COMMAND end within the stop timeout after a signal from outside was passed on to it? */
+static bool ended_by_forwarded_signal(const struct supervisor *s, int64_t now)
+{
+	return s->forwarded_at >= 0 && s->forwarded_at >= s->started && now - s->forwarded_at <= s->opt->stop_timeout_ms;
+}
+
+/* --exit-policy=rerun: COMMAND exited by itself. Wait 1s, then 2s, 4s … at most 30s while
+ * it keeps exiting quickly; a run of 30s or more counts as healthy and starts over at 1s. */
+static void schedule_rerun(struct supervisor *s, int64_t ran_ms)
+{
+	if (ran_ms >= RERUN_HEALTHY_MS)
+		s->backoff_ms = RERUN_FIRST_MS;
+	int64_t wait = s->backoff_ms;
+	s->backoff_ms = wait * 2 < RERUN_CAP_MS ? wait * 2 : RERUN_CAP_MS;
+	s->rerun_at = rw_now_ms() + wait;
+	log_end(s, ran_ms, "running it again in %llds (exit-policy rerun)", (long long)(wait / 1000));
 }
 
 /* Returns the wrapper's exit status once it is time to go. */
@@ -368,8 +476,16 @@ static int run_loop(struct supervisor *s)
 		}
 		now = rw_now_ms();
 
-		if (!handle_signals(s, now))
-			return 0; /* shut down while nothing was running */
+		int shutdown = handle_signals(s, now);
+		if (shutdown != 0) {
+			/* Nothing runs. rerun meant COMMAND to be running, so its last status is the
+			 * honest one to leave with; continue was idle by design and exits 0. */
+			int status = opt->exit_policy == EXIT_RERUN ? s->status : 0;
+			const char *name = signal_name(shutdown);
+			rw_log("shutting down on signal %d%s%s%s while %s is not running; exiting with status %d", shutdown,
+			       name ? " (" : "", name ? name : "", name ? ")" : "", opt->command[0], status);
+			return status;
+		}
 		take_changes(s, now);
 		if (s->pending && now >= debounce_due(s)) {
 			char cause[sizeof s->pending_what + 16];
@@ -383,20 +499,44 @@ static int run_loop(struct supervisor *s)
 			s->killed = true;
 			signal_group(s, SIGKILL);
 		}
+		if (s->child == 0 && s->rerun_at >= 0 && now >= s->rerun_at && spawn(s) < 0)
+			return 1;
 
 		if (!reap(s))
 			continue;
+		int64_t ran = rw_now_ms() - s->started; /* before the remnants, which are not COMMAND's run */
 		kill_remnants(s);
 		s->stopping = s->killed = false;
-		if (s->shutting_down)
+		if (s->shutting_down) {
+			log_end(s, ran, "exiting with status %d (shutting down)", s->status);
 			return s->status;
+		}
 		if (s->restart) {
+			log_end(s, ran, "starting it again now (%s)", s->restart_cause);
 			if (spawn(s) < 0)
 				return 1;
 			continue;
 		}
-		if (!opt->exit_continue)
+		if (ended_by_forwarded_signal(s, now)) {
+			/* A signal from outside ended it: that was someone stopping the container with a
+			 * signal this wrapper does not know as a stop signal (an image's STOPSIGNAL the
+			 * webhook could not read, say). Running it again would only make the kubelet
+			 * wait out the grace period; leave, as a program that is PID 1 itself would. */
+			const char *name = signal_name(s->forwarded);
+			log_end(s, ran, "exiting with status %d (it ended after signal %d%s%s%s was passed on to it)",
+				s->status, s->forwarded, name ? " (" : "", name ? name : "", name ? ")" : "");
 			return s->status;
-		rw_log("%s exited with status %d; waiting for a change to start it again", opt->command[0], s->status);
+		}
+		switch (opt->exit_policy) {
+		case EXIT_RESTART:
+			log_end(s, ran, "exiting with status %d (exit-policy restart)", s->status);
+			return s->status;
+		case EXIT_CONTINUE:
+			log_end(s, ran, "waiting for a change to run it again (exit-policy continue)");
+			break;
+		case EXIT_RERUN:
+			schedule_rerun(s, ran);
+			break;
+		}
 	}
 }

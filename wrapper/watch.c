@@ -25,8 +25,8 @@
 #define FALLBACK_POLL_MS 1000
 
 struct target {
-	char *path;
-	bool immediate;     /* the restart file; otherwise a --watch tree */
+	const char *path;
+	bool immediate;     /* a restart file; otherwise a --watch tree */
 	uint64_t signature; /* polling only: the last seen state */
 };
 
@@ -144,6 +144,29 @@ static bool within(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/' || strcmp(dir, "/") == 0);
 }
 
+/* readdir() without "." and "..". NULL at the end, or on an error, which is logged: a
+ * directory we cannot list is one whose changes we will not all see. */
+static struct dirent *next_entry(DIR *d, const char *dir)
+{
+	for (;;) {
+		errno = 0; /* readdir reports errors only through errno */
+		struct dirent *de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0)
+				rw_log("readdir %s: %s", dir, strerror(errno));
+			return NULL;
+		}
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			return de;
+	}
+}
+
+static void close_dir(DIR *d, const char *dir)
+{
+	if (closedir(d) < 0)
+		rw_log("closedir %s: %s", dir, strerror(errno));
+}
+
 /* --- trees and anchors --------------------------------------------------------------- */
 
 static void add_tree(struct watcher *w, size_t t, const char *dir)
@@ -154,9 +177,9 @@ static void add_tree(struct watcher *w, size_t t, const char *dir)
 	if (d == NULL)
 		return; /* removed meanwhile, or unreadable: its own events still arrive */
 	struct dirent *de;
-	while (w->fd >= 0 && (de = readdir(d)) != NULL) {
+	while (w->fd >= 0 && (de = next_entry(d, dir)) != NULL) {
 		char child[PATH_MAX];
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 || !join(child, dir, de->d_name))
+		if (!join(child, dir, de->d_name))
 			continue;
 		struct stat st;
 		bool subdir = de->d_type == DT_DIR ||
@@ -164,8 +187,7 @@ static void add_tree(struct watcher *w, size_t t, const char *dir)
 		if (subdir)
 			add_tree(w, t, child);
 	}
-	if (closedir(d) < 0)
-		rw_log("closedir %s: %s", dir, strerror(errno));
+	close_dir(d, dir);
 }
 
 static void remove_tree(struct watcher *w, size_t t, const char *dir)
@@ -213,6 +235,19 @@ static void report(struct change *c, bool immediate, const char *path)
 		c->tree = true;
 }
 
+/* Something at `path` in --watch target t changed: report it, and follow a directory that
+ * moved in or was created (watch its tree) or moved out (stop watching it). */
+static void tree_change(struct watcher *w, size_t t, uint32_t mask, const char *path, struct change *c)
+{
+	report(c, false, path);
+	if (!(mask & IN_ISDIR))
+		return;
+	if (mask & (IN_CREATE | IN_MOVED_TO))
+		add_tree(w, t, path);
+	if (mask & IN_MOVED_FROM)
+		remove_tree(w, t, path);
+}
+
 /* An event about the target path itself, seen from its parent directory. */
 static void target_event(struct watcher *w, size_t t, uint32_t mask, const char *path, struct change *c)
 {
@@ -226,11 +261,7 @@ static void target_event(struct watcher *w, size_t t, uint32_t mask, const char 
 			report(c, true, path);
 		return;
 	}
-	report(c, false, path);
-	if ((mask & IN_ISDIR) && (mask & (IN_CREATE | IN_MOVED_TO)))
-		add_tree(w, t, path);
-	if ((mask & IN_ISDIR) && (mask & IN_MOVED_FROM))
-		remove_tree(w, t, path);
+	tree_change(w, t, mask, path, c);
 }
 
 static void handle_event(struct watcher *w, const struct inotify_event *ev, struct change *c)
@@ -306,11 +337,7 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev, stru
 			if (strcmp(dir, goal) == 0)
 				report(c, false, goal);
 		} else if (named) {
-			report(c, false, child);
-			if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-				add_tree(w, t, child);
-			if ((ev->mask & IN_ISDIR) && (ev->mask & IN_MOVED_FROM))
-				remove_tree(w, t, child);
+			tree_change(w, t, ev->mask, child, c);
 		}
 	}
 	for (size_t i = 0; i < copied; i++)
@@ -346,18 +373,16 @@ static uint64_t tree_hash(const char *dir)
 	if (d == NULL)
 		return 0;
 	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
+	while ((de = next_entry(d, dir)) != NULL) {
 		char child[PATH_MAX];
 		struct stat st;
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 || !join(child, dir, de->d_name) ||
-		    lstat(child, &st) < 0)
-			continue;
+		if (!join(child, dir, de->d_name) || lstat(child, &st) < 0)
+			continue; /* too long to name, or gone since readdir: nothing to compare */
 		sum += stat_hash(child, &st);
 		if (S_ISDIR(st.st_mode))
 			sum += tree_hash(child);
 	}
-	if (closedir(d) < 0)
-		rw_log("closedir %s: %s", dir, strerror(errno));
+	close_dir(d, dir);
 	return sum;
 }
 
@@ -386,17 +411,20 @@ static void poll_targets(struct watcher *w, struct change *c)
 
 /* --- the interface ------------------------------------------------------------------- */
 
-struct watcher *watcher_open(const char *restart_file, char *const *trees, size_t ntrees, int64_t poll_ms)
+struct watcher *watcher_open(const char *const *restart_files, size_t nrestart_files, char *const *trees,
+			     size_t ntrees, int64_t poll_ms)
 {
 	struct watcher *w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return NULL;
-	w->targets = calloc(ntrees + 1, sizeof *w->targets);
+	w->targets = calloc(nrestart_files + ntrees, sizeof *w->targets);
 	if (w->targets == NULL) {
 		free(w);
 		return NULL;
 	}
-	w->targets[w->ntargets++] = (struct target){.path = (char *)restart_file, .immediate = true};
+	/* Restart files first: report() names the first immediate cause, in the order given. */
+	for (size_t i = 0; i < nrestart_files; i++)
+		w->targets[w->ntargets++] = (struct target){.path = restart_files[i], .immediate = true};
 	for (size_t i = 0; i < ntrees; i++) {
 		/* "/a/b/" and "/a/b" are the same tree; paths are compared as strings below. */
 		size_t len = strlen(trees[i]);

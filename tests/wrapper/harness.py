@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,12 +21,43 @@ CHILD = [sys.executable, str(Path(__file__).with_name("child.py"))]
 # The ASan build also checks for leaks at exit (LeakSanitizer needs ptrace, which this machine allows).
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 ENV = {**os.environ, **SANITIZER_ENV}
+ENV.pop("RESTART_WRAPPER_RESTART_FILE", None)  # `trigger` reads it; tests set it when they mean to
+
+# The one line the wrapper logs every time COMMAND ends: how, after how long, what happens next.
+END = re.compile(r"^restart-wrapper: (?P<command>\S+) (?:exited with status (?P<status>\d+)|"
+                 r"was killed by signal (?P<signal>\d+)(?: \((?P<name>[A-Z0-9]+)\))?) "
+                 r"after (?P<seconds>\d+\.\d)s; (?P<next>.+)$")
+
+
+def ends(stderr: str) -> list[re.Match]:
+    """Every end-of-COMMAND line in a wrapper's stderr, in order."""
+    return [m for m in map(END.match, stderr.splitlines()) if m]
+
+
+@contextlib.contextmanager
+def runnable_by_others(binary: Path):
+    """A copy of `binary` in a fresh 0755 directory, for running it as another uid.
+
+    The checkout may sit under a private 0700 directory (a clone in /root/x), where any
+    other uid gets EACCES on build/. The ASan build needs nothing else from the checkout:
+    its runtime libraries are the system's.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="restart-wrapper-runnable-"))
+    try:
+        directory.chmod(0o755)
+        copy = directory / binary.name
+        shutil.copyfile(binary, copy)
+        copy.chmod(0o755)
+        yield copy
+    finally:
+        shutil.rmtree(directory)
 
 
 class Wrapper:
     """One `restart-wrapper run` process supervising a child.py program."""
 
-    def __init__(self, binary: Path, tmp: Path, mode: str = "sleep", *extra: str, options=(), restart_file=None, prefix=()):
+    def __init__(self, binary: Path, tmp: Path, mode: str = "sleep", *extra: str, options=(), restart_file=None, prefix=(),
+                 env=None):
         self.log = tmp / "child.log"
         self.restart_file = restart_file or tmp / "restart"
         self.stderr_path = tmp / "wrapper.stderr"
@@ -30,7 +65,7 @@ class Wrapper:
                 *CHILD, mode, str(self.log), *extra]
         self.stderr_file = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.stderr_file,
-                                        env=ENV)
+                                        env={**ENV, **(env or {})})
         self.wait_starts(1)
 
     def lines(self, prefix: str) -> list[list[str]]:
@@ -53,8 +88,32 @@ class Wrapper:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
+    def ends(self) -> list[re.Match]:
+        return ends(self.stderr())
+
+    def wait_ends(self, n: int, timeout: float = 10.0) -> list[re.Match]:
+        """The first n end-of-COMMAND lines, once there are that many."""
+        return wait_until(lambda: len(self.ends()) >= n and self.ends()[:n], timeout, what=f"{n} ends")
+
     def signal(self, sig: int) -> None:
         self.process.send_signal(sig)
+
+    def __enter__(self) -> "Wrapper":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.kill()  # a failed test: its processes must not outlive it, whatever state they are in
+        self.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the wrapper and every process group it started (each child leads its own)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        for pid, _ in self.starts():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
@@ -64,6 +123,11 @@ class Wrapper:
         finally:
             self.stderr_file.close()
             assert "runtime error" not in self.stderr() and "AddressSanitizer" not in self.stderr(), self.stderr()
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system clock ticks the process has used (its children not included)."""
+    return sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
 
 
 def processes() -> dict[int, dict]:

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from .harness import ENV, Wrapper, alive, wait_until
 from tests.support.ports import free_port
+
+from .harness import CHILD, ENV, Wrapper, alive, cpu_ticks, wait_until
 
 
 @pytest.fixture
@@ -296,5 +297,38 @@ def test_an_inotify_queue_overflow_counts_as_a_change(wrapper, tmp_path):
         running.signal(signal.SIGCONT)
         running.wait_starts(2, timeout=5)  # well before the 10s debounce: the overflow acted at once
         assert "(inotify queue overflowed) changed" in running.stderr()
+    finally:
+        running.stop()
+
+
+def test_every_restart_file_restarts_and_the_line_names_the_one_that_changed(wrapper, tmp_path):
+    """The webhook passes /tmp/.restart-proc and /run/restart-process/<container>.restart; up to 8 work."""
+    others = [tmp_path / f"pod{i}" / "app.restart" for i in range(7)]
+    for path in others:
+        path.parent.mkdir()
+    running = Wrapper(wrapper, tmp_path, options=[f"--restart-file={p}" for p in others])
+    try:
+        for n, path in enumerate([others[6], running.restart_file, others[0]], start=2):
+            path.write_text("go")
+            running.assert_starts_stay(n)
+        causes = [l.split(": ", 2)[2] for l in running.stderr().splitlines() if ": restarting " in l]
+        assert causes == [f"{others[6]} changed", f"{running.restart_file} changed", f"{others[0]} changed"]
+    finally:
+        running.stop()
+
+
+def test_a_restart_file_in_a_missing_directory_costs_nothing(wrapper, tmp_path):
+    """No /tmp in the image: that file is anchored at an ancestor, quietly, while the other one works."""
+    pod_file = tmp_path / "pod.restart"
+    running = Wrapper(wrapper, tmp_path, restart_file=tmp_path / "no" / "tmp" / ".restart-proc",
+                      options=[f"--restart-file={pod_file}"])
+    try:
+        before = cpu_ticks(running.process.pid)
+        time.sleep(1.0)
+        assert cpu_ticks(running.process.pid) - before == 0
+        (tmp_path / "unrelated").write_text("x")  # the anchor's directory is busy: still no restart, no line
+        pod_file.write_text("go")
+        running.assert_starts_stay(2)
+        assert running.stderr().splitlines()[0] == f"restart-wrapper: restarting {CHILD[0]}: {pod_file} changed"
     finally:
         running.stop()

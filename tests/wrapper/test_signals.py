@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .harness import ENV, Wrapper, alive, processes, wait_until
+from .harness import ENV, Wrapper, alive, ends, processes, wait_until
 
 # Fault signals stay unblocked (a crash must crash, not hang), so they are not forwarded;
 # SIGKILL/SIGSTOP cannot be caught; SIGCHLD is the wrapper's own business.
@@ -86,7 +86,7 @@ def run_orphans_in_pid_namespace(init: list[str]) -> dict:
 
 
 def test_orphans_are_reaped_as_pid_1(wrapper):
-    values, result = run_orphans_in_pid_namespace([str(wrapper), "run", "--"])
+    values, result = run_orphans_in_pid_namespace([str(wrapper), "run", "--exit-policy=restart", "--"])
     assert values["parent"] == "1", result.stderr  # the wrapper is PID 1
     assert values["zombies"] == "0"
     assert result.returncode == 0
@@ -130,7 +130,8 @@ def test_sigchld_and_sigurg_sent_to_the_wrapper_do_not_break_restarts(wrapper, t
 
 
 def test_stdin_and_working_directory_pass_through(wrapper, tmp_path):
-    result = subprocess.run([str(wrapper), "run", "--", "/bin/sh", "-c", "pwd; cat"], input="piped\n",
+    result = subprocess.run([str(wrapper), "run", "--exit-policy=restart", "--", "/bin/sh", "-c", "pwd; cat"],
+                            input="piped\n",
                             capture_output=True, text=True, cwd=tmp_path, timeout=10,
                             env=ENV)
     assert result.stdout.splitlines() == [str(tmp_path), "piped"]
@@ -140,6 +141,68 @@ def test_the_child_gets_the_signal_mask_the_wrapper_inherited(wrapper, tmp_path)
     """Blocked and ignored signals as inherited, not the wrapper's own all-blocked mask (tini's sigconf test)."""
     script = "grep -E '^Sig(Blk|Ign):' /proc/self/status"
     inherited = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True).stdout
-    wrapped = subprocess.run([str(wrapper), "run", "--", "/bin/sh", "-c", script], capture_output=True, text=True,
-                             env=ENV).stdout
+    wrapped = subprocess.run([str(wrapper), "run", "--exit-policy=restart", "--", "/bin/sh", "-c", script],
+                             capture_output=True, text=True, env=ENV).stdout
     assert wrapped == inherited
+
+
+# --- the --stop-signal is a shutdown signal too (the image's STOPSIGNAL, sent by the kubelet) -----
+
+
+def test_the_stop_signal_shuts_down_and_a_rerun_never_follows(wrapper, tmp_path):
+    """httpd's STOPSIGNAL is SIGWINCH: the kubelet sends it to the wrapper, which must leave."""
+    with Wrapper(wrapper, tmp_path, "exit-on", str(int(signal.SIGWINCH)), "0", options=["--stop-signal=WINCH"]) as w:
+        w.signal(signal.SIGWINCH)
+        assert w.process.wait(timeout=10) == 0  # the child's own clean exit
+        assert w.lines("got") == [["got", str(int(signal.SIGWINCH))]]  # forwarded, once
+        assert len(w.starts()) == 1  # rerun is the default, and a shutdown is not an exit to rerun
+        assert [m["next"] for m in ends(w.stderr())] == ["exiting with status 0 (shutting down)"]
+
+
+def test_a_child_ignoring_the_stop_signal_is_killed_at_the_stop_timeout(wrapper, tmp_path):
+    with Wrapper(wrapper, tmp_path, "ignore", str(int(signal.SIGWINCH)),
+                 options=["--stop-signal=sigwinch", "--stop-timeout=500ms"]) as w:
+        began = time.monotonic()
+        w.signal(signal.SIGWINCH)
+        assert w.process.wait(timeout=10) == 128 + signal.SIGKILL
+        assert 0.5 <= time.monotonic() - began < 3
+        assert "did not stop within 500ms; sending SIGKILL" in w.stderr()
+        assert len(w.starts()) == 1
+
+
+def test_the_stop_signal_restarts_too(wrapper, tmp_path):
+    w = Wrapper(wrapper, tmp_path, "exit-on", str(int(signal.SIGWINCH)), "0",
+                options=["--stop-signal=28", "--stop-timeout=10s"])
+    try:
+        written = time.monotonic()
+        w.restart_file.write_text("go")
+        _, started = w.wait_starts(2)[-1]
+        assert started - written < 3  # the child left at WINCH, long before the 10s timeout
+        assert w.lines("got")[0] == ["got", str(int(signal.SIGWINCH))]
+    finally:
+        w.stop()
+
+
+def test_winch_is_only_forwarded_when_it_is_not_the_stop_signal(wrapper, tmp_path):
+    w = Wrapper(wrapper, tmp_path, "signals", options=["--stop-signal=QUIT"])
+    try:
+        assert w.process.stdout.readline() == b"ready\n"
+        w.signal(signal.SIGWINCH)
+        assert w.process.stdout.readline() == f"{int(signal.SIGWINCH)}\n".encode()
+        time.sleep(0.3)
+        assert w.process.poll() is None and "shutting down" not in w.stderr()
+    finally:
+        w.stop()
+
+
+def test_a_shutdown_while_waiting_to_rerun_exits_at_once_with_the_last_status(wrapper, tmp_path):
+    with Wrapper(wrapper, tmp_path, "exit", "3") as w:  # rerun by default: exits, waits 1s, exits, waits 2s
+        wait_until(lambda: "running it again in 2s" in w.stderr(), what="the second back-off")
+        began = time.monotonic()
+        w.signal(signal.SIGTERM)
+        assert w.process.wait(timeout=10) == 3
+        assert time.monotonic() - began < 1  # not after the back-off
+        assert len(w.starts()) == 2
+        assert w.stderr().splitlines()[-1] == (
+            f"restart-wrapper: shutting down on signal 15 (TERM) while {sys.executable} is not running; "
+            "exiting with status 3")
