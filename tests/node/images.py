@@ -61,6 +61,7 @@ class Image:
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     user: str = ""
+    stop_signal: str = ""  # STOPSIGNAL: how the runtime stops the container
     env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
 
 
@@ -119,6 +120,7 @@ class ImageBuilder:
         config.update({"architecture": go_arch(), "os": "linux"})
         config["config"] = {k: v for k, v in {
             "Entrypoint": image.entrypoint, "Cmd": image.cmd, "User": image.user, "Env": image.env,
+            "StopSignal": image.stop_signal,
         }.items() if v}
         self._crane("edit", "config", ref, "--tag", ref, input=json.dumps(config).encode())
         return ref

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 
 from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
@@ -74,3 +76,38 @@ def wait_gone(cluster: Cluster, name: str, timeout: float) -> float:
     cluster.wait(lambda: not cluster.run("get", "pod", name, "--ignore-not-found", "-o", "name").strip(),
                  f"{name} deleted", timeout=timeout, interval=0.2)
     return time.monotonic() - started
+
+
+class FollowedLogs:
+    """`kubectl logs -f` in the background, so what the program says while it stops is kept
+    after the pod is gone."""
+
+    def __init__(self, cluster, name: str):
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [*cluster.kubectl, "--namespace", cluster.namespace, "logs", "-f", name, "-c", "app"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self.reader.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def finish(self) -> str:
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.reader.join(timeout=5)
+        return self.text()
+
+
+def delete_and_time(cluster, name: str, timeout: float) -> tuple[float, str]:
+    """Delete the pod (kubectl's default: the pod's grace period); seconds until it is gone, and
+    what it logged meanwhile."""
+    logs = FollowedLogs(cluster, name)
+    cluster.wait(lambda: "program started" in logs.text(), "kubectl logs -f to follow")
+    started = time.monotonic()
+    cluster.run("delete", "pod", name, "--wait=false")
+    wait_gone(cluster, name, timeout)
+    return time.monotonic() - started, logs.finish()

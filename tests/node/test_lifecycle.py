@@ -3,13 +3,9 @@ deleted (signals, stop timeout), and the webhook is down (fail open)."""
 
 from __future__ import annotations
 
-import subprocess
-import threading
-import time
-
 from tests.support.webhook_server import wait_for_mutation
 from tests.support.live_update import WRAPPER
-from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, TIMINGS, pod, shell_pod, wait_gone, wait_running, wrapped
+from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, TIMINGS, delete_and_time, pod, shell_pod, wait_running, wrapped
 
 # Runs until /tmp/stop appears (an exec creates it), then exits 3. /tmp is the container's own.
 EXITS_ON_REQUEST = ('echo "program started pid=$$"; while [ ! -e /tmp/stop ]; do sleep 0.2; done; '
@@ -56,41 +52,6 @@ def test_exit_policy_continue_keeps_the_container_and_the_next_trigger_starts_th
     assert status["containerID"] == container and status["restartCount"] == 0 and "running" in status["state"]
 
 
-class _FollowedLogs:
-    """`kubectl logs -f` in the background, so what the program says while it stops is kept
-    after the pod is gone."""
-
-    def __init__(self, cluster, name: str):
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [*cluster.kubectl, "--namespace", cluster.namespace, "logs", "-f", name, "-c", "app"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
-        self.reader.start()
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def finish(self) -> str:
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.reader.join(timeout=5)
-        return self.text()
-
-
-def _delete_and_time(cluster, name: str, timeout: float) -> tuple[float, str]:
-    """Delete the pod (kubectl's default: the pod's grace period); seconds until it is gone, and
-    what it logged meanwhile."""
-    logs = _FollowedLogs(cluster, name)
-    cluster.wait(lambda: "program started" in logs.text(), "kubectl logs -f to follow")
-    started = time.monotonic()
-    cluster.run("delete", "pod", name, "--wait=false")
-    wait_gone(cluster, name, timeout)
-    return time.monotonic() - started, logs.finish()
-
-
 def test_pod_deletion_sigterm_reaches_the_program(cluster, node_images):
     script = 'trap "echo program got SIGTERM; exit 0" TERM; echo "program started pid=$$"; while :; do sleep 1; done'
     cluster.apply(shell_pod("graceful", node_images.busybox, script))
@@ -98,7 +59,7 @@ def test_pod_deletion_sigterm_reaches_the_program(cluster, node_images):
     cluster.wait(lambda: "program started" in cluster.logs("graceful"), "the program's start")
     assert cluster.pid1("graceful")[0] == WRAPPER
 
-    elapsed, output = _delete_and_time(cluster, "graceful", timeout=60)
+    elapsed, output = delete_and_time(cluster, "graceful", timeout=60)
     TIMINGS["deleting a pod whose program handles SIGTERM"] = elapsed
     assert "program got SIGTERM" in output, output
     assert elapsed < 30, f"{elapsed:.1f}s"
@@ -113,7 +74,7 @@ def test_pod_deletion_a_program_ignoring_sigterm_is_killed_at_the_stop_timeout(c
     wait_running(cluster, "stubborn")
     cluster.wait(lambda: "program started" in cluster.logs("stubborn"), "the program's start")
 
-    elapsed, output = _delete_and_time(cluster, "stubborn", timeout=90)
+    elapsed, output = delete_and_time(cluster, "stubborn", timeout=90)
     TIMINGS["deleting a pod whose program ignores SIGTERM (grace 60s)"] = elapsed
     assert elapsed < 30, f"the pod took {elapsed:.1f}s to go (grace period 60s, stop timeout 2s):\n{output}"
     assert "SIGKILL" in output, output
