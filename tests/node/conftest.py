@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from tests.support.live_update import Cluster
 from tests.support.registry import Registry
 from .images import ImageBuilder
 from .node import Node, NodeControlPlane, clean_stale, node_binary
-from .pods import TIMINGS
+from .pods import TIMINGS, timed
 
 REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")
 
@@ -63,13 +62,11 @@ def node_registry():
 
 @pytest.fixture(scope="session")
 def node_images(node_registry, tmp_path_factory):
-    started = time.monotonic()
-    builder = ImageBuilder(node_registry.host, tmp_path_factory.mktemp("images"))
-    images = TestImages(app=builder.push_app(), scratch_app=builder.push_scratch_app(),
-                        busybox=builder.push_busybox(), wrapper=builder.push_wrapper(), pause=builder.push_pause(),
-                        builder=builder)
-    TIMINGS["images"] = time.monotonic() - started
-    return images
+    with timed("images"):
+        builder = ImageBuilder(node_registry.host, tmp_path_factory.mktemp("images"))
+        return TestImages(app=builder.push_app(), scratch_app=builder.push_scratch_app(),
+                          busybox=builder.push_busybox(), wrapper=builder.push_wrapper(),
+                          pause=builder.push_pause(), builder=builder)
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +75,11 @@ def node_plane():
     if why:
         pytest.skip(why)
     clean_stale()
-    started = time.monotonic()
-    plane = NodeControlPlane().start()
-    TIMINGS["control plane"] = time.monotonic() - started
+    with timed("control plane"):
+        plane = NodeControlPlane().start()
     yield plane
-    started = time.monotonic()
-    plane.stop()
-    TIMINGS["control plane stop"] = time.monotonic() - started
+    with timed("control plane stop"):
+        plane.stop()
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +94,11 @@ def node_core(node_api):
 
 @pytest.fixture(scope="session")
 def node(node_plane, node_registry, node_images):
-    started = time.monotonic()
-    real = Node(node_plane, node_registry.host, node_images.pause).start()
-    TIMINGS["node Ready"] = time.monotonic() - started
+    with timed("node Ready"):
+        real = Node(node_plane, node_registry.host, node_images.pause).start()
     yield real
-    started = time.monotonic()
-    real.stop()
-    TIMINGS["node stop and clean-up"] = time.monotonic() - started
+    with timed("node stop and clean-up"):
+        real.stop()
 
 
 @pytest.fixture(scope="session")

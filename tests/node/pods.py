@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -11,6 +12,13 @@ from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
 
 # Seconds the session's steps took, printed at the end of the run (conftest.py).
 TIMINGS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def timed(step: str):
+    started = time.monotonic()
+    yield
+    TIMINGS[step] = time.monotonic() - started
 
 RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}

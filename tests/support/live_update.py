@@ -162,14 +162,20 @@ def _restarted_in_place(cluster: Cluster, pod: str, before: Start, synced: str, 
             "pid1": pid1, "restartCount": status["restartCount"]}
 
 
+def _sync_greeting(cluster: Cluster, pod: str, what: str) -> str:
+    """kubectl cp a new greeting file into the pod (a tar through the exec API); returns its text."""
+    synced = f"{what} {uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as local:
+        (Path(local) / "greeting.txt").write_text(synced + "\n")
+        cluster.copy(Path(local) / "greeting.txt", pod, "/app/data/greeting.txt")
+    return synced
+
+
 def tilt_way(cluster: Cluster, image: str, name: str = "example-trigger") -> dict:
     """Sync with kubectl cp, restart with `restart-wrapper trigger` through kubectl exec."""
     pod = deploy(cluster, example_deployment(name, image, watch=False))
     before = cluster.starts(pod)[0]
-    synced = f"synced for the trigger {uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as local:
-        (Path(local) / "greeting.txt").write_text(synced + "\n")
-        cluster.copy(Path(local) / "greeting.txt", pod, "/app/data/greeting.txt")
+    synced = _sync_greeting(cluster, pod, "synced for the trigger")
     if len(cluster.starts(pod)) != 1:
         raise ScenarioFailure("the program restarted before the trigger, with no watch configured")
     cluster.exec(pod, WRAPPER, "trigger")
@@ -183,10 +189,7 @@ def watch_way(cluster: Cluster, image: str, name: str = "example-watch") -> dict
     """Sync with kubectl cp into the watched directory; nothing else."""
     pod = deploy(cluster, example_deployment(name, image, watch=True))
     before = cluster.starts(pod)[0]
-    synced = f"synced into the watched directory {uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as local:
-        (Path(local) / "greeting.txt").write_text(synced + "\n")
-        cluster.copy(Path(local) / "greeting.txt", pod, "/app/data/greeting.txt")
+    synced = _sync_greeting(cluster, pod, "synced into the watched directory")
     evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
     if "restarting /app/bin/example: /app/data" not in cluster.logs(pod):
         raise ScenarioFailure(f"the wrapper did not log a restart caused by /app/data:\n{cluster.logs(pod)}")
