@@ -102,8 +102,8 @@ def main() -> None:
                     assert bool(pod.spec.init_containers) == (namespace in ("with-webhook", "pre-injected"))
             n += block
     finally:
-        server.stop()
-        noop.stop()
+        server.close()
+        noop.close()
         plane.stop()
 
     print(f"Pod CREATE through kube-apiserver v1.35 (etcd, loopback), {args.pods} annotated pods per namespace")

@@ -25,7 +25,7 @@ def server(registry):
     client = running.client()
     yield client
     client.close()
-    assert running.stop(), "the server did not stop on SIGTERM"
+    assert running.close(), "the server did not stop on SIGTERM"
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES, ids=lambda p: p.name)

@@ -44,7 +44,7 @@ def core(api):
 def webhook_server():
     server = WebhookServer().start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")

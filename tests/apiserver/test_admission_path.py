@@ -147,7 +147,7 @@ def test_failure_policy_ignore_fails_open_and_fail_rejects(api, core, registered
         body_of_refusal = wait_until(refused, 30, interval=0.2, what="failurePolicy: Fail to take effect")
         assert "failed calling webhook" in body_of_refusal and "inject.restart-process.dev" in body_of_refusal
     finally:
-        server.stop()
+        server.close()
         admission.delete_mutating_webhook_configuration(body["metadata"]["name"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import subprocess
 import sys
@@ -23,6 +24,7 @@ class WebhookServer:
     """`restart-process serve` on loopback over TLS, as a real deployment would run it. Always `stop()`."""
 
     def __init__(self, *extra_args: str, directory: Path | None = None):
+        self.owns_dir = directory is None  # then close() removes it
         self.dir = directory or Path(tempfile.mkdtemp(prefix="restart-process-webhook-"))
         self.certs = generate_self_signed(self.dir, ["127.0.0.1"])
         self.port = free_port()
@@ -54,6 +56,14 @@ class WebhookServer:
             return True
         exited = stop(self.process)
         self.log.close()
+        return exited
+
+    def close(self) -> bool:
+        """stop(), and remove the certificates and log this server made (stop() keeps them: a test
+        may start it again)."""
+        exited = self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return exited
 
     def output(self) -> str:
