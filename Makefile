@@ -15,12 +15,12 @@ MUSL_CC = $(shell command -v musl-gcc 2>/dev/null)
 WRAPPER_CC = $(if $(MUSL_CC),$(MUSL_CC),$(CC))
 SMALL := -Os -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections -fno-asynchronous-unwind-tables
 
-.PHONY: run test e2e wrapper wrapper-asan wrapper-image packages control-plane tools bench clean
+.PHONY: run test e2e wrapper wrapper-asan wrapper-image packages control-plane tools tilt bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/restart-process serve --host 127.0.0.1 --port 8443
 
-test: packages $(VENV)/.installed wrapper wrapper-asan control-plane tools
+test: packages $(VENV)/.installed wrapper wrapper-asan control-plane tools tilt
 	$(BIN)/pytest
 
 # kind end to end (needs Docker, kind, kubectl): images, chart, example app, two restarts.
@@ -40,6 +40,11 @@ control-plane:
 # crane (images without Docker) and actionlint (the GitHub workflow), from the Go module proxy.
 tools:
 	@hack/build-tools.sh >/dev/null
+
+# Tilt, which tests/node/test_tilt.py and benchmarks/live_update.py run (`tilt up`), built once
+# from the Go module proxy (TEST_ASSET_TILT names a binary to use instead).
+tilt:
+	@hack/build-tilt.sh >/dev/null
 
 # The init container's image without Docker: make wrapper-image IMAGE=registry.example/restart-wrapper:0.1.0
 # (INSECURE=1 for a plain-HTTP registry). Same layout as the Dockerfile's `wrapper` target.

@@ -105,7 +105,7 @@ def node(node_plane, node_registry, node_images):
 def node_webhook(node_images):
     server = WebhookServer("--wrapper-image", node_images.wrapper).start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")
