@@ -17,7 +17,7 @@ CORE = ("admission", "config", "contract", "entrypoint", "images", "manifests", 
         "plan", "registration")
 SHELLS = ("app", "cli", "inject", "localregistry", "logs", "lookup", "pullsecrets", "registry", "selfmanaged",
           "serve", "tls")
-ALLOWED = {"__future__", "base64", "collections.abc", "copy", "dataclasses", "enum", "json", "orjson", "re",
+ALLOWED = {"__future__", "base64", "collections.abc", "copy", "dataclasses", "enum", "functools", "json", "orjson", "re",
            "shlex", "typing", "webhook", "webhook.__version__"} | {f"webhook.{name}" for name in CORE}
 # Not even indirectly: what a core import must never drag in. (`socket` is not listed: the
 # package's version comes from importlib.metadata, whose email parser imports it unused.)

@@ -1,4 +1,5 @@
-"""The structural JSON Patch diff, checked by applying it with jsonpatch (the oracle)."""
+"""The copy-on-write JSON Patch applier, checked against jsonpatch (the oracle), and the shape of
+the patches the mutation sends."""
 
 import copy
 
@@ -7,43 +8,111 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook.patch import diff
+from tests.support.golden import expected_output, image_configs, inputs, run_inject
+from webhook.config import InjectorConfig
+from webhook.inject import read_image_configs
+from webhook.mutate import mutate_pod
+from webhook.patch import patched
 
-from tests.support.golden import expected_output, inputs
+KEYS = st.text(alphabet="a/~b", max_size=3)  # "/" and "~" need escaping in a pointer
+scalars = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, allow_infinity=False) | KEYS
+documents = st.recursive(scalars, lambda c: st.lists(c, max_size=5) | st.dictionaries(KEYS, c, max_size=4),
+                         max_leaves=25)
 
-scalars = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, allow_infinity=False) | st.text(alphabet="a/~b", max_size=3)
-documents = st.recursive(scalars, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), c, max_size=4), max_leaves=25)
+
+def pointer(tokens) -> str:
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+@st.composite
+def document_and_operation(draw):
+    """A document and one valid add, replace or remove somewhere inside it."""
+    document = draw(st.dictionaries(KEYS, documents, min_size=1, max_size=4))
+    node, tokens = document, []
+    while True:
+        if isinstance(node, dict) and node and draw(st.booleans()):
+            key = draw(st.sampled_from(sorted(node)))
+        elif isinstance(node, list) and node and draw(st.booleans()):
+            key = draw(st.integers(0, len(node) - 1))
+        else:
+            break
+        if not isinstance(node[key], (dict, list)):
+            # A leaf: replace or remove it, from its parent.
+            op = draw(st.sampled_from(["replace", "remove"]))
+            value = draw(documents)
+            return document, {"op": op, "path": pointer([*tokens, key]), **({"value": value} if op == "replace" else {})}
+        node, tokens = node[key], [*tokens, key]
+    if isinstance(node, list):
+        index = draw(st.sampled_from(["-", *range(len(node) + 1)]))
+    else:
+        index = draw(KEYS)
+    return document, {"op": "add", "path": pointer([*tokens, index]), "value": draw(documents)}
 
 
 @settings(max_examples=1000, deadline=None)
-@given(documents, documents)
-def test_any_two_documents(before, after):
-    assert jsonpatch.apply_patch(copy.deepcopy(before) if isinstance(before, (dict, list)) else before, diff(before, after)) == after
+@given(document_and_operation())
+def test_any_operation_applies_as_jsonpatch_applies_it_and_leaves_the_input_alone(case):
+    document, operation = case
+    before = copy.deepcopy(document)
+    result = patched(document, [operation])
+    assert result == jsonpatch.apply_patch(copy.deepcopy(document), [operation])
+    assert document == before  # copy-on-write: the input is never modified
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(scalars, max_size=6), st.lists(scalars, max_size=6))
-def test_lists_edits_keep_types_apart(before, after):
-    patched = jsonpatch.apply_patch({"x": before}, diff({"x": before}, {"x": after}))
-    assert patched == {"x": after} and [type(v) for v in patched["x"]] == [type(v) for v in after]
+def test_untouched_subtrees_are_shared():
+    document = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "app"}], "volumes": []}}
+    result = patched(document, [{"op": "add", "path": "/spec/containers/0/env", "value": []}])
+    assert result["metadata"] is document["metadata"] and result["spec"]["volumes"] is document["spec"]["volumes"]
+    assert result["spec"] is not document["spec"] and "env" not in document["spec"]["containers"][0]
 
 
-def test_true_and_one_are_different():
-    assert diff({"a": 1}, {"a": True}) == [{"op": "replace", "path": "/a", "value": True}]
+def test_escaped_keys_and_appends():
+    document = {"metadata": {"annotations": {"a/b": "1"}}, "list": [1]}
+    result = patched(document, [{"op": "add", "path": "/metadata/annotations/c~1d~0e", "value": "2"},
+                                {"op": "add", "path": "/list/-", "value": 2},
+                                {"op": "remove", "path": "/metadata/annotations/a~1b"}])
+    assert result == {"metadata": {"annotations": {"c/d~e": "2"}}, "list": [1, 2]}
 
 
 def test_golden_mutations_are_additions():
-    """What the webhook sends for a real mutation: adds, a replaced command or failureThreshold, a removed
-    livenessProbe; never an array rewrite."""
+    """What the webhook sends for a real mutation: adds (appends with `-`), a replaced command or args,
+    a removed livenessProbe; never a list rewritten whole."""
+    config = InjectorConfig(wrapper_image="restart-process/restart-wrapper:0.1.0")
+    checked = 0
     for case in inputs():
-        if case.suffix != ".yaml":
+        documents = list(yaml.safe_load_all(case.read_text()))
+        if len(documents) != 1 or documents[0].get("kind") != "Pod":
             continue
-        for before, after in zip(yaml.safe_load_all(case.read_text()), yaml.safe_load_all(expected_output(case).read_text())):
-            ops = diff(before, after)
-            assert jsonpatch.apply_patch(before, ops) == after
-            for op in ops:
-                assert op["op"] in ("add", "replace", "remove"), (case.name, op)
-                if op["op"] == "replace":
-                    assert op["path"].endswith(("/command", "/failureThreshold")), (case.name, op)
-                if op["op"] == "remove":
-                    assert op["path"].endswith("/livenessProbe"), (case.name, op)
+        pod = documents[0]
+        configs = read_image_configs(str(image_configs(case))) if image_configs(case).exists() else None
+        mutation = mutate_pod(pod, config, image_configs=configs)
+        assert patched(pod, mutation.patch) == jsonpatch.apply_patch(copy.deepcopy(pod), list(mutation.patch))
+        if mutation.patch:
+            checked += 1
+            assert mutation.pod == yaml.safe_load(expected_output(case).read_text()), case.name
+        for op in mutation.patch:
+            assert op["op"] in ("add", "replace", "remove"), (case.name, op)
+            if op["op"] == "replace":
+                assert op["path"].endswith(("/command", "/args")), (case.name, op)
+            if op["op"] == "remove":
+                assert op["path"].endswith("/livenessProbe"), (case.name, op)
+            if op["op"] == "add" and isinstance(op["value"], list):
+                assert not _existing(pod, op["path"]), (case.name, op)  # a new list, not one rewritten
+    assert checked >= 15
+
+def _existing(document, path: str):
+    node = document
+    for token in path[1:].split("/"):
+        if not isinstance(node, dict) or token not in node:
+            return None
+        node = node[token]
+    return node
+
+
+def test_the_cli_and_the_patch_agree():
+    """inject writes what applying the webhook's patch gives: one mutation, two shells."""
+    case = inputs()[0].parent / "sidecar.yaml"
+    code, out, _ = run_inject(case)
+    pod = yaml.safe_load(case.read_text())
+    mutation = mutate_pod(pod, InjectorConfig(wrapper_image="restart-process/restart-wrapper:0.1.0"))
+    assert code == 0 and yaml.safe_load(out) == jsonpatch.apply_patch(copy.deepcopy(pod), list(mutation.patch))

@@ -19,7 +19,6 @@ import orjson
 
 from .config import InjectorConfig
 from .mutate import ImageConfigs, apply
-from .patch import diff
 from .plan import Outcome, Plan, plan_pod
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -98,7 +97,7 @@ def respond(review: Review, plan: Plan | Failed | None, config: InjectorConfig,
         if isinstance(plan, Failed):
             raise plan.error
         mutation = apply(plan, config, image_configs)
-        patch = diff(review.pod, mutation.pod) if mutation.pod is not review.pod else []
+        patch = list(mutation.patch)
     except Exception as error:  # fail open, loudly
         return (_response(review, warnings=[INTERNAL_ERROR]),
                 Report(review.uid, Outcome.ERROR, review.namespace, name, (), (INTERNAL_ERROR,), error))

@@ -48,8 +48,13 @@ class JsonFormatter(logging.Formatter):
 def admission_line(logger: logging.Logger, message: str, fields: dict) -> None:
     """What `logger.info(message, extra={"fields": fields})` would write, without the machinery."""
     if logger.isEnabledFor(logging.INFO):
-        line = orjson.dumps(_line(time.time(), "info", logger.name, message, fields), default=str)
-        sys.stderr.write(line.decode() + "\n")
+        line = orjson.dumps(_line(time.time(), "info", logger.name, message, fields), default=str,
+                            option=orjson.OPT_APPEND_NEWLINE)
+        # Bytes straight to the binary layer: the handlers flush the text layer after every
+        # record, so nothing of theirs is waiting there to be overtaken.
+        stream = sys.stderr.buffer
+        stream.write(line)
+        stream.flush()
 
 
 def configure(level: str) -> None:

@@ -1,7 +1,8 @@
-"""Phase two of the mutation: a `Plan` and the image configs it asked for -> the mutated pod (pure).
+"""Phase two of the mutation: a `Plan` and the image configs it asked for -> the patch (pure).
 
 resolve each candidate's entrypoint -> check for objects under our names that are not ours ->
-build the injected objects. The webhook and `inject` both run `plan_pod` then `apply`; no HTTP,
+the JSON Patch that injects the wrapper. The patch is the mutation: the webhook answers with it
+as it is, and the mutated pod (`Mutation.pod`, for `inject` and the tests) is the patch applied. The webhook and `inject` both run `plan_pod` then `apply`; no HTTP,
 no files, no API server here.
 
 Bad input never raises and never half-mutates: the pod comes back unchanged with a
@@ -11,6 +12,7 @@ Bad input never raises and never half-mutates: the pod comes back unchanged with
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +30,7 @@ from .contract import (
 )
 from .entrypoint import Resolved, Unresolvable, resolve_entrypoint
 from .images import ImageConfig, LookupFailure
+from .patch import patched
 from .plan import Candidate, Outcome, Plan, plan_pod
 
 ImageConfigs = Mapping[str, ImageConfig | LookupFailure]
@@ -35,10 +38,16 @@ ImageConfigs = Mapping[str, ImageConfig | LookupFailure]
 
 @dataclass(frozen=True)
 class Mutation:
-    pod: dict
+    source: dict  # the pod as it came
     outcome: Outcome
     warnings: tuple[str, ...] = ()
     wrapped: tuple[str, ...] = ()
+    patch: tuple[dict, ...] = ()  # RFC 6902 operations: what the webhook answers
+
+    @functools.cached_property
+    def pod(self) -> dict:
+        """The pod with the patch applied (copy-on-write: untouched parts are the source's)."""
+        return patched(self.source, self.patch) if self.patch else self.source
 
 
 class Wrapping(NamedTuple):
@@ -86,10 +95,11 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
         return _unchanged(pod, messages + conflicts)
 
     return Mutation(
-        _inject(pod, wrappings, config),
+        pod,
         Outcome.INJECTED,
         tuple(_say(m) for m in messages),
         tuple(w.candidate.container["name"] for w in wrappings),
+        tuple(_patch(pod, wrappings, config)),
     )
 
 
@@ -160,61 +170,67 @@ def _conflicts(spec: dict, wrapping: list[dict]) -> list[str]:
 # --- building the result -------------------------------------------------------------------
 
 
-def _inject(pod: dict, wrappings: list[Wrapping], config: InjectorConfig) -> dict:
-    """The mutated pod, built copy-on-write: new dicts and lists only along the paths that
-    change, every untouched subtree shared with the input (which stays as it was)."""
+def _patch(pod: dict, wrappings: list[Wrapping], config: InjectorConfig) -> list[dict]:
+    """The injection as RFC 6902 operations, in the order that keeps indices right: edits of the
+    wrapped containers (sidecars at their indices before the install container goes in front),
+    then our volumes, then the install container, then the status annotation. The webhook sends
+    these as they are; `Mutation.pod` applies them, for `inject` and the tests."""
     spec = pod["spec"]
-    volumes = list(spec.get("volumes") or [])
-    for name, size in ((names.VOLUME, config.volume_size_limit), (names.TRIGGER_VOLUME, names.TRIGGER_VOLUME_SIZE)):
-        if not any(v.get("name") == name for v in volumes):
-            volumes.append({"name": name, "emptyDir": {"sizeLimit": size}})
-
-    lists = {"containers": list(spec["containers"]), "initContainers": list(spec.get("initContainers") or [])}
+    ops: list[dict] = []
     original = {}
     for wrapping in wrappings:
         field, index, container, settings = wrapping.candidate
-        wrapped, before = _wrap(container, wrapping, settings, config)
-        lists[field][index] = wrapped
-        original[container["name"]] = before
+        ops += _wrap(f"/spec/{field}/{index}", container, wrapping, settings, config, original)
+    volumes = spec.get("volumes")
+    ops += _append("/spec/volumes", volumes, *(
+        {"name": name, "emptyDir": {"sizeLimit": size}}
+        for name, size in ((names.VOLUME, config.volume_size_limit), (names.TRIGGER_VOLUME, names.TRIGGER_VOLUME_SIZE))
+        if not any(v.get("name") == name for v in volumes or [])))
     # First, so that it has run before any sidecar starts, wrapped ones included.
-    if not any(c.get("name") == names.INIT_CONTAINER for c in lists["initContainers"]):
-        lists["initContainers"].insert(0, _install_container(config))
-
-    metadata = pod.get("metadata") or {}
-    status_key = f"{config.annotation_prefix}/{names.STATUS}"
-    annotations = {**(metadata.get("annotations") or {}), status_key: status_value(original)}
-    return {
-        **pod,
-        "metadata": {**metadata, "annotations": annotations},
-        "spec": {**spec, "containers": lists["containers"], "volumes": volumes,
-                 "initContainers": lists["initContainers"]},
-    }
+    inits = spec.get("initContainers")
+    if not any(c.get("name") == names.INIT_CONTAINER for c in inits or []):
+        install = _install_container(config)
+        ops.append({"op": "add", "path": "/spec/initContainers/0", "value": install} if inits
+                   else {"op": "add", "path": "/spec/initContainers", "value": [install]})
+    status = f"{config.annotation_prefix}/{names.STATUS}".replace("~", "~0").replace("/", "~1")
+    ops.append({"op": "add", "path": f"/metadata/annotations/{status}", "value": status_value(original)})
+    return ops
 
 
-def _wrap(container: dict, wrapping: Wrapping, settings: ContainerSettings,
-          config: InjectorConfig) -> tuple[dict, dict]:
-    """The wrapped container, and what the status annotation records of the original."""
+def _wrap(path: str, container: dict, wrapping: Wrapping, settings: ContainerSettings, config: InjectorConfig,
+          original: dict) -> list[dict]:
+    """The operations that wrap one container; what it had before goes into `original`."""
     name, resolved = container["name"], wrapping.resolved
-    before = {"command": container.get("command"), "args": container.get("args")}
-    wrapped = {
-        **container,
-        "command": wrapper_command(name, resolved.program, settings, wrapping.stop_signal, config.default_exit_policy),
-        **({"args": resolved.args} if resolved.args is not None else {}),
-        "volumeMounts": [*(container.get("volumeMounts") or []),
-                         {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True},
-                         {"name": names.TRIGGER_VOLUME, "mountPath": names.TRIGGER_DIR}],
-        "env": [*(container.get("env") or []), {"name": names.TRIGGER_ENV, "value": names.trigger_file(name)}],
-    }
+    before = original[name] = {"command": container.get("command"), "args": container.get("args")}
+    command = wrapper_command(name, resolved.program, settings, wrapping.stop_signal, config.default_exit_policy)
+    ops = [{"op": "replace" if "command" in container else "add", "path": f"{path}/command", "value": command}]
+    if resolved.args is not None:
+        ops.append({"op": "replace" if "args" in container else "add", "path": f"{path}/args", "value": resolved.args})
+    ops += _append(f"{path}/volumeMounts", container.get("volumeMounts"),
+                   {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True},
+                   {"name": names.TRIGGER_VOLUME, "mountPath": names.TRIGGER_DIR})
+    ops += _append(f"{path}/env", container.get("env"), {"name": names.TRIGGER_ENV, "value": names.trigger_file(name)})
     probe = container.get("livenessProbe")
     if probe and wrapping.liveness_probe == "remove":
-        del wrapped["livenessProbe"]
+        ops.append({"op": "remove", "path": f"{path}/livenessProbe"})
         before["livenessProbe"] = probe
     elif probe and wrapping.liveness_probe == "relax":
         relaxed = _relaxed(probe)
         if relaxed is not probe:
-            wrapped["livenessProbe"] = relaxed
+            ops.append({"op": "add", "path": f"{path}/livenessProbe/failureThreshold",
+                        "value": relaxed["failureThreshold"]})
             before["livenessProbe"] = probe
-    return wrapped, before
+    return ops
+
+
+def _append(path: str, existing, *values) -> list[dict]:
+    """Operations that add `values` at the end of the list at `path` (`-`: after the last), or
+    one that sets the list when there is none (absent, null or empty)."""
+    if not values:
+        return []
+    if not existing:
+        return [{"op": "add", "path": path, "value": list(values)}]
+    return [{"op": "add", "path": f"{path}/-", "value": value} for value in values]
 
 
 def _relaxed(probe: dict) -> dict:
