@@ -2,8 +2,8 @@
 
 resolve each candidate's entrypoint -> check for objects under our names that are not ours ->
 the JSON Patch that injects the wrapper. The patch is the mutation: the webhook answers with it
-as it is, and the mutated pod (`Mutation.pod`, for `inject` and the tests) is the patch applied. The webhook and `inject` both run `plan_pod` then `apply`; no HTTP,
-no files, no API server here.
+as it is, and the mutated pod (`Mutation.pod`, for `inject` and the tests) is the patch applied.
+The webhook and `inject` both run `plan_pod` then `apply`; no HTTP, no files, no API server here.
 
 Bad input never raises and never half-mutates: the pod comes back unchanged with a
 `restart-process:` warning that names the annotation or object at fault.
@@ -58,8 +58,9 @@ class Wrapping(NamedTuple):
 
 
 def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None) -> Mutation:
-    """The pod with the wrapper injected into the plan's candidates. `image_configs` are the
-    registry's answers for `plan.lookups` (None: no lookup was made). The input is never modified."""
+    """The injection of the wrapper into the plan's candidates, as a patch (or why not, as warnings).
+    `image_configs` are the registry's answers for `plan.lookups` (None: no lookup was made). The
+    input is never modified."""
     pod = plan.pod
     if plan.final is Outcome.SKIPPED:
         return Mutation(pod, Outcome.SKIPPED)
