@@ -58,7 +58,8 @@ from kubernetes import client, config, watch
 
 from benchmarks.stats import percentile
 from tests.node.images import ImageBuilder
-from tests.node.node import Node, NodeControlPlane, clean_stale, node_binary
+from tests.node.node import Node, NodeControlPlane, clean_stale
+from tests.support.binaries import find_binary
 from tests.node.tilt import Tilt, crane_example_settings
 from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
 from tests.support.registry import Registry
@@ -189,7 +190,7 @@ def session():
         core = client.CoreV1Api(api)
         client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration(webhook_configuration(
             server.client_config(), namespace_selector_extra=[{"key": SELECTOR, "operator": "In", "values": ["on"]}]))
-        kubectl = [str(node_binary("kubectl")), f"--kubeconfig={plane.kubeconfig}"]
+        kubectl = [str(find_binary("kubectl")), f"--kubeconfig={plane.kubeconfig}"]
         for name in ("on", "off"):
             core.create_namespace({"metadata": {"name": f"bench-{name}", "labels": {SELECTOR: name}}})
         wait_for_mutation(core, "bench-on")

@@ -1,12 +1,13 @@
 """Linters that need no Docker: hadolint on the Dockerfile, shellcheck on every script."""
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if ".venv" not in p.parts)
@@ -39,9 +40,7 @@ def test_the_two_images_are_the_two_targets():
 def test_the_github_workflow_is_actionlint_clean():
     """The workflow runs kind e2e, which cannot run here; actionlint at least checks it (built from
     the Go module proxy by hack/build-tools.sh; TEST_ASSET_ACTIONLINT to use another)."""
-    actionlint = os.environ.get("TEST_ASSET_ACTIONLINT") or str(Path(subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-tools.sh"), "actionlint"], capture_output=True, text=True, check=True,
-    ).stdout.strip()) / "actionlint")
+    actionlint = str(find_binary("actionlint"))
     workflows = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
     assert workflows
     # shellcheck checks the run: blocks too (actionlint finds it on the PATH).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.controlplane import find_binary
+from tests.support.binaries import find_binary
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "restart-process-webhook"
 

@@ -17,11 +17,12 @@ from kubernetes import client, config
 
 from webhook.registration import webhook_configuration
 
+from tests.support.binaries import find_binary
 from tests.support.webhook_server import WebhookServer, wait_for_mutation
 from tests.support.live_update import Cluster
 from tests.support.registry import Registry
 from .images import ImageBuilder
-from .node import Node, NodeControlPlane, clean_stale, node_binary
+from .node import Node, NodeControlPlane, clean_stale
 from .pods import TIMINGS, timed
 
 REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")
@@ -120,7 +121,7 @@ def node_registered(node_api, node_core, node_webhook, node):
 
 @pytest.fixture(scope="session")
 def kubectl(node_plane) -> list[str]:
-    return [str(node_binary("kubectl")), f"--kubeconfig={node_plane.kubeconfig}"]
+    return [str(find_binary("kubectl")), f"--kubeconfig={node_plane.kubeconfig}"]
 
 
 def _namespace(core, kubectl, labels: dict) -> Cluster:

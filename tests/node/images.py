@@ -21,6 +21,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.binaries import find_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_UID = 65532  # the example app's Dockerfile: USER 65532:65532, /app owned by it
 
@@ -28,16 +30,6 @@ APP_UID = 65532  # the example app's Dockerfile: USER 65532:65532, /app owned by
 def go_arch() -> str:
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def find_tool(name: str) -> Path:
-    """TEST_ASSET_CRANE, else the cache that hack/build-tools.sh fills (building it if missing)."""
-    variable = "TEST_ASSET_" + name.upper()
-    if os.environ.get(variable):
-        return Path(os.environ[variable])
-    built = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), name],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    return Path(built) / name
 
 
 @dataclass
@@ -102,7 +94,7 @@ class ImageBuilder:
     def __init__(self, registry: str, workdir: Path):
         self.registry = registry
         self.workdir = workdir
-        self.crane = find_tool("crane")
+        self.crane = find_binary("crane")
         workdir.mkdir(parents=True, exist_ok=True)
 
     def _crane(self, *args: str, input: bytes | None = None) -> str:

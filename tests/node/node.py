@@ -37,7 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.controlplane import BUILD_SCRIPT, ROOT, ControlPlane
+from tests.support.binaries import find_binary
+from tests.support.controlplane import ROOT, ControlPlane
 from tests.support.ports import free_port
 from tests.support.processes import die_with_parent
 from tests.support.waiting import wait_until
@@ -68,19 +69,6 @@ exit 1
 """
 
 
-def node_binary(name: str) -> Path:
-    """kubelet, kube-scheduler, kubectl the envtest way: TEST_ASSET_KUBELET (...), then
-    $KUBEBUILDER_ASSETS/NAME, then hack/build-control-plane.sh NAME (builds it once, cached)."""
-    variable = "TEST_ASSET_" + name.upper().replace("-", "_")
-    if os.environ.get(variable):
-        return Path(os.environ[variable])
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets and (Path(assets) / name).exists():
-        return Path(assets) / name
-    built = subprocess.run(["bash", str(BUILD_SCRIPT), name], capture_output=True, text=True, check=True).stdout.strip()
-    return Path(built) / name
-
-
 class NodeControlPlane(ControlPlane):
     """The test control plane, plus what a node needs: kube-scheduler; kube-controller-manager's
     namespace, garbage-collector and node-lifecycle controllers; and an API server that reaches
@@ -104,7 +92,7 @@ class NodeControlPlane(ControlPlane):
         super().start()
         try:
             process = self._spawn("kube-scheduler", [
-                str(node_binary("kube-scheduler")), f"--kubeconfig={self.kubeconfig}",
+                str(find_binary("kube-scheduler")), f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
                 "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             ])
@@ -221,7 +209,7 @@ class Node:
             self._write_config()
             self._make_cgroup_root()
             env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                   "KUBELET": str(node_binary("kubelet")), "KUBECONFIG": str(self.control_plane.kubeconfig)}
+                   "KUBELET": str(find_binary("kubelet")), "KUBECONFIG": str(self.control_plane.kubeconfig)}
             self.log = open(self.dir / "node.log", "wb")
             # The janitor (this module's main) runs the node and cleans up after it. It is in a
             # session of its own and outlives the test run by the seconds it needs: when its

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.support.binaries import find_binary
 from tests.support.ports import free_port
 from tests.support.processes import die_with_parent
 from tests.support.waiting import wait_until
@@ -48,14 +49,6 @@ def clean_stale() -> None:
 
 class TiltExited(Exception):
     """tilt up exited while something was awaited (not an AssertionError: waits ignore those)."""
-
-
-def tilt_binary() -> Path:
-    """hack/build-tilt.sh: TEST_ASSET_TILT, else the cached build (made once from the Go module proxy)."""
-    built = subprocess.run(["bash", str(ROOT / "hack" / "build-tilt.sh")], capture_output=True, text=True)
-    if built.returncode != 0:
-        raise RuntimeError(f"hack/build-tilt.sh failed: {built.stderr}")
-    return Path(built.stdout.strip()) / "tilt"
 
 
 def go_environment() -> dict[str, str]:
@@ -83,7 +76,7 @@ class Tilt:
     `kubeconfig`; `env` is the Tiltfile's settings. Always `stop()` (or use `with`)."""
 
     def __init__(self, example: str, kubeconfig: Path, namespace: str, env: dict[str, str]):
-        self.binary = tilt_binary()
+        self.binary = find_binary("tilt")
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         clean_stale()

@@ -27,22 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from webhook.tls import issue_serving_certificate, new_ca, private_key_pem
+from .binaries import find_binary
 from .ports import free_port
 from .processes import die_with_parent, stop
 from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
-
-
-def find_binary(name: str) -> Path:
-    variable = "TEST_ASSET_" + name.upper().replace("-", "_")
-    if os.environ.get(variable):
-        return Path(os.environ[variable])
-    if os.environ.get("KUBEBUILDER_ASSETS") and (Path(os.environ["KUBEBUILDER_ASSETS"]) / name).exists():
-        return Path(os.environ["KUBEBUILDER_ASSETS"]) / name
-    built = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=True).stdout.strip()
-    return Path(built) / name
 
 
 def pem(cert: x509.Certificate) -> bytes:
