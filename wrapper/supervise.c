@@ -413,14 +413,23 @@ int supervise(const struct run_options *opt)
 	return status;
 }
 
+/* "11 (SEGV)", or "40" for a signal with no name of its own. */
+static void describe_signal(int sig, char *out, size_t len)
+{
+	const char *name = signal_name(sig);
+	if (name != NULL)
+		snprintf(out, len, "%d (%s)", sig, name);
+	else
+		snprintf(out, len, "%d", sig);
+}
+
 /* "exited with status 3" or "was killed by signal 11 (SEGV)". */
 static void describe_end(int wait_status, char *out, size_t len)
 {
 	if (WIFSIGNALED(wait_status)) {
-		int sig = WTERMSIG(wait_status);
-		const char *name = signal_name(sig);
-		snprintf(out, len, "was killed by signal %d%s%s%s", sig, name ? " (" : "", name ? name : "",
-			 name ? ")" : "");
+		char sig[32];
+		describe_signal(WTERMSIG(wait_status), sig, sizeof sig);
+		snprintf(out, len, "was killed by signal %s", sig);
 	} else {
 		snprintf(out, len, "exited with status %d", exit_status(wait_status));
 	}
@@ -481,9 +490,10 @@ static int run_loop(struct supervisor *s)
 			/* Nothing runs. rerun meant COMMAND to be running, so its last status is the
 			 * honest one to leave with; continue was idle by design and exits 0. */
 			int status = opt->exit_policy == EXIT_RERUN ? s->status : 0;
-			const char *name = signal_name(shutdown);
-			rw_log("shutting down on signal %d%s%s%s while %s is not running; exiting with status %d", shutdown,
-			       name ? " (" : "", name ? name : "", name ? ")" : "", opt->command[0], status);
+			char sig[32];
+			describe_signal(shutdown, sig, sizeof sig);
+			rw_log("shutting down on signal %s while %s is not running; exiting with status %d", sig,
+			       opt->command[0], status);
 			return status;
 		}
 		take_changes(s, now);
@@ -522,9 +532,10 @@ static int run_loop(struct supervisor *s)
 			 * signal this wrapper does not know as a stop signal (an image's STOPSIGNAL the
 			 * webhook could not read, say). Running it again would only make the kubelet
 			 * wait out the grace period; leave, as a program that is PID 1 itself would. */
-			const char *name = signal_name(s->forwarded);
-			log_end(s, ran, "exiting with status %d (it ended after signal %d%s%s%s was passed on to it)",
-				s->status, s->forwarded, name ? " (" : "", name ? name : "", name ? ")" : "");
+			char sig[32];
+			describe_signal(s->forwarded, sig, sizeof sig);
+			log_end(s, ran, "exiting with status %d (it ended after signal %s was passed on to it)", s->status,
+				sig);
 			return s->status;
 		}
 		switch (opt->exit_policy) {
