@@ -9,6 +9,7 @@ from webhook.contract import (
     parse_paths,
     parse_signal,
     read_contract,
+    signal_from_runtime,
 )
 
 
@@ -64,3 +65,15 @@ def test_custom_prefix():
     assert contract.settings_for("app").debounce == "1s"
     other, _ = read_contract({"restart-process.dev/enabled": "true"}, "example.com")
     assert not other.opted_in
+
+
+@pytest.mark.parametrize("given, normal", [
+    ("SIGQUIT", "QUIT"), ("quit", "QUIT"), ("3", "3"), ("07", "7"), ("IOT", "ABRT"), ("cld", "CHLD"),
+    ("SIGPOLL", "IO"), ("RTMIN", "34"), ("RTMIN+3", "37"), ("sigrtmax-1", "63"), ("RTMAX", "64"),
+    ("0", None), ("65", None), ("RTMIN+31", None), ("SIGBOGUS", None), ("\u017figterm", None), ("", None),
+])
+def test_stop_signals_as_runtimes_spell_them(given, normal):
+    """An image's StopSignal in moby's spelling, turned into one the wrapper takes (or None)."""
+    assert signal_from_runtime(given) == normal
+    if normal is not None:
+        assert parse_signal(normal) == normal

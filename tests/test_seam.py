@@ -9,12 +9,17 @@ parser from webhook/contract.py, and the real `restart-wrapper run --OPTION=VALU
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.golden import expected_output, inputs
 from tests.support.paths import BUILD
+from webhook.manifests import find_pods
+from webhook.names import WRAPPER_PATH
 from webhook.contract import (
     SIGNALS,
     InvalidValue,
@@ -45,9 +50,14 @@ def webhook_admits(option: str, value: str) -> bool:
 
 
 def wrapper_accepts(option: str, value: str) -> bool:
-    """Start the real wrapper with the value; a usage error is exit 2 with one line, at once."""
     policy = [] if option == "exit-policy" else ["--exit-policy=restart"]
-    process = subprocess.Popen([str(WRAPPER), "run", f"--{option}={value}", *policy, "--", "true"],
+    return wrapper_starts([f"--{option}={value}", *policy])
+
+
+def wrapper_starts(options: list[str]) -> bool:
+    """Start the real wrapper with these `run` options and `true` as the program; a usage error
+    is exit 2 with one line, at once."""
+    process = subprocess.Popen([str(WRAPPER), "run", *options, "--", "true"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _, stderr = process.communicate(timeout=2)
@@ -58,7 +68,7 @@ def wrapper_accepts(option: str, value: str) -> bool:
     if process.returncode == 2:
         assert stderr.count(b"\n") == 1 and stderr.startswith(b"restart-wrapper: "), stderr
         return False
-    assert process.returncode == 0, (option, value, process.returncode, stderr)
+    assert process.returncode == 0, (options, process.returncode, stderr)
     return True
 
 
@@ -103,3 +113,29 @@ def test_generated_values_get_the_same_answer_from_both(option, value):
     if option in ("restart-file", "watch", "env-file"):
         value = "/" + value  # most generated paths would fail on the missing slash alone
     assert webhook_admits(option, value) == wrapper_accepts(option, value)
+
+
+def test_every_wrapper_command_the_goldens_inject_starts_the_real_wrapper():
+    """The whole command line, not option by option: every wrapped container of every golden
+    output (image stop signals, operator-free defaults, several restart files) starts the wrapper."""
+    commands = []
+    for case in inputs():
+        for document in yaml.safe_load_all(expected_output(case).read_text()):
+            for pod in _pods(document):
+                for container in [*pod["spec"].get("containers", []), *pod["spec"].get("initContainers", [])]:
+                    command = container.get("command") or []
+                    if command[:2] == [WRAPPER_PATH, "run"]:
+                        commands.append((case.name, command[2:command.index("--")]))
+    assert len(commands) >= 25
+    # Side by side: most keep running under rerun or continue, and only time tells them apart.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        started = list(pool.map(lambda command: wrapper_starts(command[1]), commands))
+    assert all(started), [command for command, ok in zip(commands, started) if not ok]
+
+
+def _pods(document: dict):
+    if document.get("kind") == "Pod":
+        yield document
+    for found in find_pods(document):
+        if found.template:
+            yield found.pod

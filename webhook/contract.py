@@ -272,12 +272,15 @@ def signal_from_runtime(text: str) -> str | None:
     The runtimes' rule (moby's signal.ParseSignal, which containerd uses): a number, or a name,
     case-insensitive with SIG optional, including the aliases CLD, IOT and POLL and the real-time
     forms RTMIN, RTMIN+n and RTMAX-n (RTMIN being 34 and RTMAX 64 there)."""
-    if not isinstance(text, str) or not text.isascii():
+    if not isinstance(text, str):
         return None
-    if _DIGITS.fullmatch(text):
-        return str(int(text)) if 1 <= int(text) <= MAX_SIGNAL else None
-    upper = text.upper()
-    name = upper[3:] if upper.startswith("SIG") else upper
+    try:
+        return parse_signal(text)  # every spelling the wrapper takes means the same to the runtime
+    except InvalidValue:
+        pass
+    if not text.isascii():
+        return None
+    name = text.upper().removeprefix("SIG")
     name = {"CLD": "CHLD", "IOT": "ABRT", "POLL": "IO"}.get(name, name)
     if name in SIGNALS:
         return name

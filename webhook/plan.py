@@ -9,6 +9,7 @@ does I/O and every pod is planned exactly once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -50,7 +51,7 @@ class Plan:
     candidates: tuple[Candidate, ...] = ()
     arch: str | None = None  # the CPU architecture the pod asks for, if it asks
 
-    @property
+    @functools.cached_property
     def lookups(self) -> tuple[str, ...]:
         """Images whose ENTRYPOINT/CMD are needed: candidates with no `entrypoint` and no `command`."""
         return tuple(dict.fromkeys(
