@@ -14,7 +14,7 @@ import pytest
 
 WEBHOOK = Path(__file__).resolve().parents[1] / "webhook"
 CORE = ("admission", "config", "contract", "entrypoint", "images", "manifests", "mutate", "names", "patch",
-        "plan", "registration")
+        "plan", "registration", "synctools")
 SHELLS = ("app", "cli", "inject", "localregistry", "logs", "lookup", "pullsecrets", "registry", "selfmanaged",
           "serve", "tls")
 ALLOWED = {"__future__", "base64", "collections.abc", "copy", "dataclasses", "enum", "functools", "json", "orjson", "re",

@@ -2,6 +2,7 @@
 the patches the mutation sends."""
 
 import copy
+import re
 
 import jsonpatch
 import yaml
@@ -75,8 +76,8 @@ def test_escaped_keys_and_appends():
 
 
 def test_golden_mutations_are_additions():
-    """What the webhook sends for a real mutation: adds (appends with `-`), a replaced command or args,
-    a removed livenessProbe; never a list rewritten whole."""
+    """What the webhook sends for a real mutation: adds (appends with `-`), a replaced command or args
+    or env PATH value, a removed livenessProbe; never a list rewritten whole."""
     config = InjectorConfig(wrapper_image="restart-process/restart-wrapper:0.1.0")
     checked = 0
     for case in inputs():
@@ -93,7 +94,7 @@ def test_golden_mutations_are_additions():
         for op in mutation.patch:
             assert op["op"] in ("add", "replace", "remove"), (case.name, op)
             if op["op"] == "replace":
-                assert op["path"].endswith(("/command", "/args")), (case.name, op)
+                assert re.search(r"/(command|args|env/[0-9]+/value)$", op["path"]), (case.name, op)
             if op["op"] == "remove":
                 assert op["path"].endswith("/livenessProbe"), (case.name, op)
             if op["op"] == "add" and isinstance(op["value"], list):

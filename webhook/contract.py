@@ -35,8 +35,9 @@ STOP_TIMEOUT = "stop-timeout"
 DEBOUNCE = "debounce"
 ENV_FILE = "env-file"
 LIVENESS_PROBE = "liveness-probe"
+SYNC_TOOLS = "sync-tools"
 SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE, ENV_FILE,
-                LIVENESS_PROBE)
+                LIVENESS_PROBE, SYNC_TOOLS)
 
 # rerun: run the program again in place after a back-off (the wrapper's default);
 # restart: exit, so the kubelet restarts the container; continue: wait for the next change.
@@ -79,6 +80,7 @@ class ContainerSettings:
     debounce: str | None = None
     env_file: str | None = None
     liveness_probe: str | None = None
+    sync_tools: bool | None = None  # put tar and rm on the container's PATH (None: yes)
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,9 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
 
 
 def status_value(original: dict[str, dict]) -> str:
-    """The `injected` annotation: what each wrapped container had before (command and args, and
-    the livenessProbe when it was removed or relaxed), compact JSON."""
+    """The `injected` annotation: what each wrapped container had before (command and args, the
+    livenessProbe when it was removed or relaxed, its env PATH when the sync tools were appended
+    to it: `{"env": {"PATH": null}}` when it had none), compact JSON."""
     return json.dumps({"containers": original}, separators=(",", ":"), sort_keys=True)
 
 
@@ -243,6 +246,13 @@ def parse_liveness_probe(text: str) -> str:
     if text not in LIVENESS_PROBE_POLICIES:
         raise InvalidValue('expected "keep", "remove" or "relax"')
     return text
+
+
+def parse_boolean(text: str) -> bool:
+    """"true" or "false", like `enabled` (quoted in YAML, where a bare on/off/yes/no is a boolean)."""
+    if text not in ("true", "false"):
+        raise InvalidValue('expected "true" or "false"')
+    return text == "true"
 
 
 def parse_signal(text: str) -> str:
@@ -301,6 +311,7 @@ _PARSERS = {
     DEBOUNCE: parse_duration,
     ENV_FILE: parse_path,
     LIVENESS_PROBE: parse_liveness_probe,
+    SYNC_TOOLS: parse_boolean,
 }
 
 

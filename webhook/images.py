@@ -89,6 +89,17 @@ class ImageConfig:
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     stop_signal: str | None = None  # as the image says it (SIGQUIT, 3, RTMIN+3)
+    path: str | None = None  # PATH from the image's Env; None when the image sets none
+
+
+def path_from_env(env: object) -> str | None:
+    """The PATH an image config's Env list sets (the last one wins, as in the runtimes), if any."""
+    found = None
+    if isinstance(env, list):
+        for entry in env:
+            if isinstance(entry, str) and entry.startswith("PATH="):
+                found = entry[len("PATH="):]
+    return found
 
 
 @dataclass(frozen=True)

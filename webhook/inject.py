@@ -15,7 +15,7 @@ from typing import TextIO
 import yaml
 
 from .config import InjectSettings
-from .images import ImageConfig
+from .images import ImageConfig, path_from_env
 from .lookup import ImageLookup
 from .manifests import find_pods, replace_pods
 from .mutate import apply
@@ -67,7 +67,8 @@ async def _look_up(settings: InjectSettings, known: dict, plans: list) -> list:
 
 
 def read_image_configs(path: str) -> dict[str, ImageConfig]:
-    """{"image": {"Entrypoint": [...], "Cmd": [...], "StopSignal": "..."}}: `docker inspect`'s keys under Config."""
+    """{"image": {"Entrypoint": [...], "Cmd": [...], "StopSignal": "...", "Env": [...]}}: `docker inspect`'s keys
+    under Config."""
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError("expected a JSON object of image -> {Entrypoint, Cmd}")
@@ -79,11 +80,11 @@ def read_image_configs(path: str) -> dict[str, ImageConfig]:
     for image, config in raw.items():
         stop_signal = config.get("StopSignal") if isinstance(config, dict) else None
         if (not isinstance(config, dict) or not words(config.get("Entrypoint")) or not words(config.get("Cmd"))
-                or not isinstance(stop_signal, (str, type(None)))):
-            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...], "StopSignal": "..."}} '
-                             "(lists of strings, a string, or null)")
+                or not words(config.get("Env")) or not isinstance(stop_signal, (str, type(None)))):
+            raise ValueError(f'"{image}": expected {{"Entrypoint": [...], "Cmd": [...], "StopSignal": "...", '
+                             '"Env": ["PATH=..."]} (lists of strings, a string, or null)')
         configs[image] = ImageConfig(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()),
-                                     stop_signal or None)
+                                     stop_signal or None, path_from_env(config.get("Env")))
     return configs
 
 

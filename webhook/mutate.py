@@ -24,6 +24,7 @@ from .contract import (
     LIVENESS_PROBE,
     RELAXED_PROBE_SECONDS,
     STOP_SIGNAL,
+    SYNC_TOOLS,
     ContainerSettings,
     signal_from_runtime,
     status_value,
@@ -32,6 +33,7 @@ from .entrypoint import Resolved, Unresolvable, resolve_entrypoint
 from .images import ImageConfig, LookupFailure
 from .patch import patched
 from .plan import Candidate, Outcome, Plan, plan_pod
+from .synctools import PathChange, PathUnknown, tools_on_path
 
 ImageConfigs = Mapping[str, ImageConfig | LookupFailure]
 
@@ -55,6 +57,7 @@ class Wrapping(NamedTuple):
     resolved: Resolved
     stop_signal: str | None  # for restarts: the annotation's, the container's lifecycle.stopSignal, the image's
     liveness_probe: str  # keep, remove or relax
+    path: PathChange | None  # how PATH changes so that the sync tools are found
 
 
 def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None) -> Mutation:
@@ -72,7 +75,8 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
     for candidate in plan.candidates:
         container, settings = candidate.container, candidate.settings
         name = container["name"]
-        resolved = resolve_entrypoint(container, settings, (image_configs or {}).get(container.get("image")))
+        image = (image_configs or {}).get(container.get("image"))
+        resolved = resolve_entrypoint(container, settings, image)
         if isinstance(resolved, Unresolvable):
             messages.append(f'container "{name}" {resolved.reason}; set {prefix}/{ENTRYPOINT} '
                             f"(or {ENTRYPOINT}.{name}) to its entrypoint")
@@ -87,7 +91,14 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
                 f'container "{name}" has a livenessProbe: when it fails while the program restarts or has '
                 f"crashed, the kubelet restarts the container and the synced files are lost; set "
                 f'{prefix}/{LIVENESS_PROBE} (or {LIVENESS_PROBE}.{name}) to "remove" or "relax"')
-        wrappings.append(Wrapping(candidate, resolved, stop_signal, probe_policy))
+        path = tools_on_path(container, settings, image)
+        if isinstance(path, PathUnknown):
+            messages.append(
+                f'container "{name}": PATH unknown ({path.reason}), so tar and rm for live update are not on it; '
+                f"set PATH in its env (the webhook appends {names.TOOLS_DIR}), or set {prefix}/{SYNC_TOOLS} "
+                f'(or {SYNC_TOOLS}.{name}) to "false"')
+            path = None
+        wrappings.append(Wrapping(candidate, resolved, stop_signal, probe_policy, path))
     if not wrappings:
         return _unchanged(pod, messages) if messages else Mutation(pod, Outcome.SKIPPED)
 
@@ -210,7 +221,15 @@ def _wrap(path: str, container: dict, wrapping: Wrapping, settings: ContainerSet
     ops += _append(f"{path}/volumeMounts", container.get("volumeMounts"),
                    {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True},
                    {"name": names.TRIGGER_VOLUME, "mountPath": names.TRIGGER_DIR})
-    ops += _append(f"{path}/env", container.get("env"), {"name": names.TRIGGER_ENV, "value": names.trigger_file(name)})
+    env = [{"name": names.TRIGGER_ENV, "value": names.trigger_file(name)}]
+    change = wrapping.path
+    if change is not None and change.index is None:
+        env.append({"name": "PATH", "value": change.value})  # last: earlier $(VAR) references keep their meaning
+    elif change is not None:
+        ops.append({"op": "replace", "path": f"{path}/env/{change.index}/value", "value": change.value})
+    if change is not None:
+        before["env"] = {"PATH": change.before}
+    ops += _append(f"{path}/env", container.get("env"), *env)
     probe = container.get("livenessProbe")
     if probe and wrapping.liveness_probe == "remove":
         ops.append({"op": "remove", "path": f"{path}/livenessProbe"})

@@ -2,9 +2,9 @@
 
 should we look at this pod at all -> read the contract -> check the pod and the annotations ->
 choose the containers. The result is a `Plan`: either final (skipped, or invalid with the
-warnings that say why) or a list of candidates, with the images whose ENTRYPOINT/CMD the second
-phase (`mutate.apply`) will need. The shells look those images up in between, so the core never
-does I/O and every pod is planned exactly once.
+warnings that say why) or a list of candidates, with the images whose config (ENTRYPOINT/CMD, or
+PATH for the sync tools) the second phase (`mutate.apply`) will need. The shells look those
+images up in between, so the core never does I/O and every pod is planned exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .contract import CONTAINERS, IMAGES, Contract, ContainerSettings, read_cont
 from .entrypoint import has_command
 from .images import image_matches
 from .names import is_wrapped
+from .synctools import wants_image_path
 
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -53,10 +54,12 @@ class Plan:
 
     @functools.cached_property
     def lookups(self) -> tuple[str, ...]:
-        """Images whose ENTRYPOINT/CMD are needed: candidates with no `entrypoint` and no `command`."""
+        """Images whose config is needed: for ENTRYPOINT/CMD (candidates with no `entrypoint` and no
+        `command`), or for PATH (candidates that want the sync tools and set no PATH themselves)."""
         return tuple(dict.fromkeys(
             c.container["image"] for c in self.candidates
-            if c.settings.entrypoint is None and not has_command(c.container)
+            if ((c.settings.entrypoint is None and not has_command(c.container))
+                or wants_image_path(c.container, c.settings))
             and isinstance(c.container.get("image"), str) and c.container["image"]
         ))
 

@@ -27,7 +27,7 @@ from collections import OrderedDict
 import httpx
 
 from .config import DEFAULT_INSECURE_REGISTRIES
-from .images import Credential, ImageConfig, ImageReference, LookupFailure, same_registry
+from .images import Credential, ImageConfig, ImageReference, LookupFailure, path_from_env, same_registry
 
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
@@ -256,4 +256,5 @@ def _parse_config(content: bytes) -> ImageConfig:
 
     stop_signal = config.get("StopSignal")
     return ImageConfig(words(config.get("Entrypoint")), words(config.get("Cmd")),
-                       stop_signal if isinstance(stop_signal, str) and stop_signal else None)
+                       stop_signal if isinstance(stop_signal, str) and stop_signal else None,
+                       path_from_env(config.get("Env")))

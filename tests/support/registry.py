@@ -158,8 +158,10 @@ class Registry:
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def push_image(self, repository: str, tag: str, entrypoint=None, cmd=None, arch: str = "amd64",
-                   media_type: str = OCI_MANIFEST, stop_signal: str | None = None) -> str:
-        image_config = {"Entrypoint": entrypoint, "Cmd": cmd, "Env": ["PATH=/bin"]}
+                   media_type: str = OCI_MANIFEST, stop_signal: str | None = None, env: list[str] | None = None) -> str:
+        image_config = {"Entrypoint": entrypoint, "Cmd": cmd}
+        if env is not None:
+            image_config["Env"] = env
         if stop_signal:
             image_config["StopSignal"] = stop_signal
         config = json.dumps({"architecture": arch, "os": "linux", "config": image_config,

@@ -27,7 +27,7 @@ def push_golden_images(registry: Registry, case) -> dict[str, str]:
     pushed = {}
     for image, config in json.loads(image_configs(case).read_text()).items():
         repository = image.split("/", 1)[1].split(":")[0]
-        registry.push_image(repository, "dev", entrypoint=config["Entrypoint"], cmd=config["Cmd"],
-                            stop_signal=config.get("StopSignal"))
+        registry.push_image(repository, "dev", entrypoint=config.get("Entrypoint"), cmd=config.get("Cmd"),
+                            stop_signal=config.get("StopSignal"), env=config.get("Env"))
         pushed[image] = f"{registry.host}/{repository}:dev"
     return pushed

@@ -20,6 +20,11 @@ from .processes import die_with_parent, stop
 from .waiting import wait_until
 
 
+# Tests never reach the internet: images without a registry (`example-app`) are looked up on
+# Docker Hub, which this sends to a closed loopback port, so such a lookup fails at once.
+OFFLINE = ("--registry-aliases", "registry-1.docker.io=127.0.0.1:9")
+
+
 class WebhookServer:
     """`restart-process serve` on loopback over TLS, as a real deployment would run it. Always `stop()`."""
 
@@ -38,7 +43,7 @@ class WebhookServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--tls-cert-file", str(self.certs.cert_file), "--tls-key-file", str(self.certs.key_file),
-             *self.extra_args],
+             *OFFLINE, *self.extra_args],  # a test's own --registry-aliases replaces these
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         try:
