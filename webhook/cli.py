@@ -166,7 +166,7 @@ def _host_arch() -> str:
 
 
 def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
-    _switch(parser, "no-registry-lookup", "never read ENTRYPOINT/CMD from image registries")
+    _switch(parser, "no-registry-lookup", "never read image configs (ENTRYPOINT/CMD, PATH) from registries")
     _flag(parser, "registry-timeout", 2.0, "seconds for all registry lookups of one pod", type=float)
     _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE_REGISTRIES),
           "comma-separated host[:port] patterns reached over plain HTTP")
