@@ -35,7 +35,7 @@ class _BodyTooLarge(Exception):
 
 def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None) -> FastAPI:
     """`ready` says whether a serving certificate is loaded (the server's TLS shell knows);
-    `lookup` reads image configs from registries for pods without a command (None: never)."""
+    `lookup` reads the image configs plans need from registries (None: never)."""
     app = FastAPI(title="restart-process-webhook", docs_url=None, redoc_url=None, openapi_url=None)
     registry = CollectorRegistry()
     admissions = Counter(

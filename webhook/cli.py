@@ -230,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     inject_parser.add_argument("-f", "--filename", required=True, help="manifest file, or - for standard input")
     _add_injection_flags(inject_parser)
     _add_registry_flags(inject_parser)
-    inject_parser.add_argument("--image-configs", help="JSON file of image -> {Entrypoint, Cmd}, used before any registry")
+    inject_parser.add_argument("--image-configs", help="JSON file of image -> {Entrypoint, Cmd, StopSignal, Env}, used before any registry")
     return parser
 
 
