@@ -6,21 +6,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-void rw_log(const char *fmt, ...)
+static void log_line(const char *program, const char *fmt, va_list ap)
 {
-	/* Build the whole line first so concurrent writers never interleave inside it. */
-	char line[1024];
-	va_list ap;
-	int n = snprintf(line, sizeof line, "restart-wrapper: ");
-	va_start(ap, fmt);
+	/* Build the whole line first so concurrent writers never interleave inside it. Room for
+	 * a message about a path of PATH_MAX bytes; a longer one is cut short. */
+	char line[8192];
+	int n = snprintf(line, sizeof line, "%s: ", program);
 	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	for (unsigned char *p = (unsigned char *)line; *p != '\0'; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	/* Nowhere to report a failing stderr; the line is lost either way. */
 	fprintf(stderr, "%s\n", line);
+}
+
+void rw_log(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_line("restart-wrapper", fmt, ap);
+	va_end(ap);
+}
+
+void rw_log_as(const char *program, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_line(program, fmt, ap);
+	va_end(ap);
+}
+
+int rw_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO; /* no progress and no error: the write would never complete */
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 int64_t rw_now_ms(void)

@@ -1,7 +1,8 @@
-/* Small things every part of restart-wrapper uses: logging and the monotonic clock. */
+/* Small things every part of restart-wrapper uses: logging, writing and the monotonic clock. */
 #ifndef RW_COMMON_H
 #define RW_COMMON_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifndef RW_VERSION
@@ -15,6 +16,14 @@
 /* One line to stderr, prefixed "restart-wrapper: ". Control characters (a newline in a
  * file name, say) are shown as '?', so a line is always one line. */
 void rw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The same, prefixed "PROGRAM: ": in tar and rm mode the tools driving us (Tilt, kubectl)
+ * read the messages of a tar and an rm. */
+void rw_log_as(const char *program, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* write(2) until all of it is written. -1 with errno set on failure, never with errno 0: a
+ * caller that reports errno must not mistake a short write for success. */
+int rw_write_all(int fd, const void *data, size_t len);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t rw_now_ms(void);

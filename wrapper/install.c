@@ -1,5 +1,6 @@
 /*
  * `install DIR` and `trigger`: the two file operations, both needing no shell in the image.
+ * install also lays down DIR/bin/tar and DIR/bin/rm, the tools Tilt and kubectl cp exec.
  */
 #include "install.h"
 
@@ -39,26 +40,6 @@ static int make_dirs(const char *dir)
 	}
 }
 
-/* -1 with errno set on failure, never with errno 0: a caller that reports errno (and then
- * skips the rename) must not mistake a short copy for success. */
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO; /* no progress and no error: the copy would never complete */
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Our own executable: /proc/self/exe when /proc is mounted, else the path we were run by. */
 static int open_self(void)
 {
@@ -74,6 +55,44 @@ static void close_input(int fd)
 {
 	if (close(fd) < 0)
 		rw_log("install: close: %s", strerror(errno));
+}
+
+/* DIR/bin/tar and DIR/bin/rm, links to ../restart-wrapper: relative, so they work wherever DIR
+ * is mounted; each made at a temporary name and renamed over, so installing again is fine. */
+static int install_links(const char *dir)
+{
+	char bin[PATH_MAX], link[PATH_MAX + 16], temporary[PATH_MAX + 32];
+	if (snprintf(bin, sizeof bin, "%s/bin", dir) >= (int)sizeof bin) {
+		rw_log("install: path too long: %s", dir);
+		return -1;
+	}
+	if (mkdir(bin, 0755) == 0) {
+		/* The umask may have taken bits away; the container's user must be able to look in. */
+		if (chmod(bin, 0755) < 0) {
+			rw_log("install: cannot create %s: %s", bin, strerror(errno));
+			return -1;
+		}
+	} else if (errno != EEXIST) {
+		rw_log("install: cannot create %s: %s", bin, strerror(errno));
+		return -1;
+	}
+	/* "tar", then "rm": a string, not a table of pointers, for the size budget. */
+	for (const char *name = "tar\0rm\0"; *name != '\0'; name += strlen(name) + 1) {
+		snprintf(link, sizeof link, "%s/%s", bin, name);
+		snprintf(temporary, sizeof temporary, "%s/.%s.%d", bin, name, (int)getpid());
+		/* A leftover of an earlier install that died here, with our pid, would block symlink(). */
+		if (unlink(temporary) < 0 && errno != ENOENT) {
+			rw_log("install: cannot remove %s: %s", temporary, strerror(errno));
+			return -1;
+		}
+		if (symlink("../restart-wrapper", temporary) < 0 || rename(temporary, link) < 0) {
+			rw_log("install: cannot create %s: %s", link, strerror(errno));
+			if (unlink(temporary) < 0 && errno != ENOENT)
+				rw_log("install: cannot remove %s: %s", temporary, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int install(const char *dir)
@@ -105,7 +124,7 @@ int install(const char *dir)
 	while ((n = read(in, buffer, sizeof buffer)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write_all(out, buffer, (size_t)n) < 0) {
+		if (n < 0 || rw_write_all(out, buffer, (size_t)n) < 0) {
 			failed = errno;
 			break;
 		}
@@ -124,6 +143,8 @@ int install(const char *dir)
 			rw_log("install: cannot remove %s: %s", temporary, strerror(errno));
 		return 1;
 	}
+	if (install_links(dir) < 0)
+		return 1;
 	rw_log("installed %s", target);
 	return 0;
 }
@@ -153,7 +174,7 @@ int trigger(const char *restart_file, enum trigger_source source)
 		failed = errno;
 	} else {
 		int len = snprintf(line, sizeof line, "%lld\n", (long long)now.tv_sec);
-		if (write_all(fd, line, (size_t)len) < 0)
+		if (rw_write_all(fd, line, (size_t)len) < 0)
 			failed = errno;
 	}
 	if (close(fd) < 0 && !failed)

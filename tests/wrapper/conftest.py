@@ -27,3 +27,38 @@ def static_wrapper():
     if not binary.exists():
         pytest.fail(f"{binary} is missing: `make wrapper` builds it")
     return binary
+
+
+@pytest.fixture(scope="session")
+def gotar(tmp_path_factory):
+    """tests/wrapper/gotar built once per session: Go's archive/tar, as Tilt and kubectl write archives."""
+    from .archives import build_gotar
+
+    return build_gotar(tmp_path_factory.mktemp("gotar"))
+
+
+@pytest.fixture(scope="session")
+def multicall():
+    """{build: directory} with a copy of each build in a 0755 directory any uid can reach (the
+    checkout may be private) and `tar` and `rm` symlinks to it there: the multi-call names."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="restart-wrapper-multicall-"))
+    try:
+        base.chmod(0o755)
+        directories = {}
+        for build, binary in BUILDS.items():
+            if not binary.exists():
+                pytest.fail(f"{binary} is missing: `make wrapper wrapper-asan` builds it (make test does)")
+            directory = base / build
+            directory.mkdir(mode=0o755)
+            shutil.copyfile(binary, directory / "restart-wrapper")
+            (directory / "restart-wrapper").chmod(0o755)
+            for name in ("tar", "rm"):
+                (directory / name).symlink_to("restart-wrapper")
+            directories[build] = directory
+        yield directories
+    finally:
+        shutil.rmtree(base)

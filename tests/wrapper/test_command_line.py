@@ -123,8 +123,13 @@ def test_install_into_a_fresh_directory_as_non_root(wrapper, shared_tmp):
     assert stat.S_IMODE(installed.stat().st_mode) == 0o755
     assert installed.stat().st_uid == NOBODY
     assert installed.read_bytes() == wrapper.read_bytes()
-    assert sorted(p.name for p in target.iterdir()) == ["restart-wrapper"]  # no temporary file left
+    assert sorted(p.name for p in target.iterdir()) == ["bin", "restart-wrapper"]  # no temporary file left
     assert run(installed, "version").returncode == 0
+    # The sync tools: links to the wrapper, which the container's user (any uid) can run.
+    assert stat.S_IMODE((target / "bin").stat().st_mode) == 0o755
+    assert sorted(p.name for p in (target / "bin").iterdir()) == ["rm", "tar"]
+    for tool in ("tar", "rm"):
+        assert os.readlink(target / "bin" / tool) == "../restart-wrapper"
 
 
 def test_install_reports_an_unwritable_directory(wrapper, shared_tmp):
