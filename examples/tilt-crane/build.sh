@@ -4,14 +4,16 @@
 # It compiles ../app (static, CGO_ENABLED=0), lays out what the app's Dockerfile would -- the binary
 # at /app/bin/example, ./data at /app/data, /app owned by 65532 -- as one tar layer, and has crane
 # append that layer to BASE_IMAGE and push the result to the registry as $EXPECTED_REF (Tilt sets
-# it: REGISTRY/tilt-crane-app:tilt-build-N). crane mutate then sets what the pod runs:
-# ENTRYPOINT /app/bin/example, no CMD (the base's `sh` would become the program's argument), and
-# USER 65532. The webhook reads that ENTRYPOINT from the registry, as the pod has no `command`.
+# it: REGISTRY/tilt-crane-app:tilt-build-N). BASE_IMAGE=scratch (the default) means no base at
+# all: the image is the app alone, with no shell, no tar and no Env. crane mutate then sets what
+# the pod runs: ENTRYPOINT /app/bin/example, no CMD (a base's `sh` would become the program's
+# argument), USER 65532, and the platform. The webhook reads that ENTRYPOINT from the registry, as
+# the pod has no `command`, and the image's PATH (the runtime's default without Env) for tar and rm.
 set -eu
 cd "$(dirname "$0")"  # ./data and ../app are relative to this directory
 
 : "${EXPECTED_REF:?set by Tilt: run this through custom_build}"
-base=${BASE_IMAGE:-busybox:1.36}
+base=${BASE_IMAGE:-scratch}
 arch=$(go env GOARCH)
 insecure=
 [ -n "${REGISTRY_INSECURE:-}" ] && insecure=--insecure
@@ -25,7 +27,12 @@ cp -R data/. "$work/root/app/data/"
 tar --create --file "$work/layer.tar" --directory "$work/root" --numeric-owner --owner=65532 --group=65532 \
   --mtime=@0 app
 
-crane append $insecure --platform "linux/$arch" --base "$base" --new_layer "$work/layer.tar" \
+if [ "$base" = scratch ]; then
+  from=--oci-empty-base
+else
+  from="--base=$base"
+fi
+crane append $insecure --platform "linux/$arch" "$from" --new_layer "$work/layer.tar" \
   --new_tag "$EXPECTED_REF" >/dev/null
 crane mutate $insecure "$EXPECTED_REF" --tag "$EXPECTED_REF" --entrypoint /app/bin/example --cmd= \
-  --user 65532:65532 >/dev/null
+  --user 65532:65532 --set-platform "linux/$arch" >/dev/null

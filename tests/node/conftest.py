@@ -49,6 +49,7 @@ class TestImages:
     app: str
     scratch_app: str
     busybox: str
+    busybox_without_env: str  # no Env in its config: the runtime's default PATH
     wrapper: str
     pause: str
     builder: ImageBuilder
@@ -66,7 +67,8 @@ def node_images(node_registry, tmp_path_factory):
     with timed("images"):
         builder = ImageBuilder(node_registry.host, tmp_path_factory.mktemp("images"))
         return TestImages(app=builder.push_app(), scratch_app=builder.push_scratch_app(),
-                          busybox=builder.push_busybox(), wrapper=builder.push_wrapper(),
+                          busybox=builder.push_busybox(), busybox_without_env=builder.push_busybox("busybox-no-env", []),
+                          wrapper=builder.push_wrapper(),
                           pause=builder.push_pause(), builder=builder)
 
 

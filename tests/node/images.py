@@ -156,14 +156,21 @@ class ImageBuilder:
         ], entrypoint=["/app/bin/example"], user=f"{APP_UID}:{APP_UID}"))
 
     def push_scratch_app(self) -> str:
-        """The example app alone, FROM-scratch style: no shell, no tar, no /tmp, nothing else."""
-        return self.push(Image("example-app-scratch", [Entry("app/bin/example", source=self.example_app())],
-                               entrypoint=["/app/bin/example"], user=f"{APP_UID}:{APP_UID}"))
+        """The example app alone, FROM-scratch style: no shell, no tar, no rm, no /tmp, and no Env in
+        its config (as crane and ko build them), only /app/data for the app's user to sync into."""
+        return self.push(Image("example-app-scratch", [
+            Entry("app", uid=APP_UID, gid=APP_UID, directory=True),
+            Entry("app/bin/example", source=self.example_app()),
+            Entry("app/data", uid=APP_UID, gid=APP_UID, directory=True),
+        ], entrypoint=["/app/bin/example"], user=f"{APP_UID}:{APP_UID}", env=[]))
 
-    def push_busybox(self) -> str:
-        """busybox-static, root, CMD sh: for the tests' own shell programs."""
-        return self.push(Image("busybox", [*busybox_entries(), Entry("tmp", mode=0o1777, directory=True)],
-                               cmd=["sh"]))
+    def push_busybox(self, repository: str = "busybox", env: list[str] | None = None) -> str:
+        """busybox-static, root, CMD sh: for the tests' own shell programs. `env=[]`: no Env in its
+        config, so the runtime's default PATH applies."""
+        image = Image(repository, [*busybox_entries(), Entry("tmp", mode=0o1777, directory=True)], cmd=["sh"])
+        if env is not None:
+            image.env = env
+        return self.push(image)
 
     def push_wrapper(self) -> str:
         """hack/push-wrapper-image.sh: the Dockerfile's `wrapper` target, built with crane."""

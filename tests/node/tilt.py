@@ -64,8 +64,8 @@ def go_environment() -> dict[str, str]:
 
 def crane_example_settings(registry: str, base_image: str, crane: Path, kubeconfig: Path) -> dict[str, str]:
     """examples/tilt-crane's settings (its Tiltfile's header documents them) for the test node:
-    the plain-HTTP loopback registry, the busybox image as the base (tar and rm for Tilt's sync),
-    the test control plane's context allowed, crane on the PATH for build.sh."""
+    the plain-HTTP loopback registry, the base image (`scratch`: none), the test control plane's
+    context allowed, crane on the PATH for build.sh."""
     context = yaml.safe_load(Path(kubeconfig).read_text())["current-context"]
     return {"REGISTRY": registry, "REGISTRY_INSECURE": "1", "BASE_IMAGE": base_image, "ALLOW_K8S_CONTEXT": context,
             "PATH": f"{Path(crane).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
