@@ -86,6 +86,7 @@ $(BUILD)/chroot-probe: tests/wrapper/chroot_probe.c | packages
 bench: packages $(VENV)/.installed wrapper control-plane tools tilt
 	@hack/ensure-packages.sh wrk:wrk
 	$(BIN)/python -m benchmarks.wrapper_restart
+	$(BIN)/python -m benchmarks.sync_tools --directory /dev/shm
 	$(BIN)/python -m benchmarks.mutate_load
 	$(BIN)/python -m benchmarks.apiserver_latency
 	$(BIN)/python -m benchmarks.live_update
