@@ -216,7 +216,8 @@ def test_trigger_takes_one_restart_file(wrapper, tmp_path):
 
 
 def test_the_release_build_is_static_and_small(static_wrapper):
-    assert static_wrapper.stat().st_size <= 100 * 1024
+    # The budget (issue 12): at most 100 KB with tar and rm in it; it is copied into every pod.
+    assert static_wrapper.stat().st_size <= 100_000
     with open(static_wrapper, "rb") as binary:
         elf = binary.read()
     assert elf[:4] == b"\x7fELF"
