@@ -23,7 +23,6 @@ from .images import ImageConfig, LookupFailure
 class Resolved(NamedTuple):
     program: list[str]
     args: list[str] | None  # None: keep the container's own args (or none)
-    image: ImageConfig | None = None  # the image config the program came from, if it did
 
 
 class Unresolvable(NamedTuple):
@@ -42,10 +41,10 @@ def resolve_entrypoint(container: dict, settings: ContainerSettings,
     if isinstance(image, LookupFailure):
         return Unresolvable(f"has no command and its image config could not be read ({image.reason})")
     if container.get("args"):
-        return Resolved(_escaped(image.entrypoint), None, image)
+        return Resolved(_escaped(image.entrypoint), None)
     if not image.entrypoint and not image.cmd:
         return Unresolvable("has no command, and its image has no ENTRYPOINT or CMD")
-    return Resolved(_escaped(image.entrypoint), _escaped(image.cmd) if image.cmd else None, image)
+    return Resolved(_escaped(image.entrypoint), _escaped(image.cmd) if image.cmd else None)
 
 
 def _escaped(words: tuple[str, ...]) -> list[str]:

@@ -81,7 +81,7 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
             messages.append(f'container "{name}" {resolved.reason}; set {prefix}/{ENTRYPOINT} '
                             f"(or {ENTRYPOINT}.{name}) to its entrypoint")
             continue
-        stop_signal, problem = _stop_signal(container, settings, resolved)
+        stop_signal, problem = _stop_signal(container, settings, image)
         if problem:
             messages.append(f'container "{name}": {problem}; restarts stop the program with TERM (set '
                             f"{prefix}/{STOP_SIGNAL}, or {STOP_SIGNAL}.{name}, to choose)")
@@ -137,18 +137,20 @@ def wrapper_command(name: str, program: list[str], settings: ContainerSettings, 
     return [names.WRAPPER_PATH, "run", *options, "--", *program]
 
 
-def _stop_signal(container: dict, settings: ContainerSettings, resolved: Resolved) -> tuple[str | None, str | None]:
+def _stop_signal(container: dict, settings: ContainerSettings,
+                 image: ImageConfig | LookupFailure | None) -> tuple[str | None, str | None]:
     """The signal that stops the program for a restart, and a problem to report. The kubelet stops
-    a container with its lifecycle.stopSignal, else the image's STOPSIGNAL; restarts should stop
-    the program the same way (nginx stops gracefully on QUIT), unless the annotation says otherwise."""
+    a container with its lifecycle.stopSignal, else the image's STOPSIGNAL (whatever its command);
+    restarts should stop the program the same way (nginx stops gracefully on QUIT), and the
+    wrapper must take it as "shut down", unless the annotation says otherwise. `image` is the
+    image's config when it was looked up (for the program, or for PATH)."""
     if settings.stop_signal is not None:
         return settings.stop_signal, None
     lifecycle = container.get("lifecycle")
     declared = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
     if declared is not None:
         return signal_from_runtime(declared), None
-    image = resolved.image
-    if image is None or image.stop_signal is None:
+    if not isinstance(image, ImageConfig) or image.stop_signal is None:
         return None, None
     signal = signal_from_runtime(image.stop_signal)
     if signal is None:
