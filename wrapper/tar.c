@@ -1,25 +1,24 @@
 /*
  * `tar -x`: extract the archives Tilt's live_update and `kubectl cp` stream into a container
  * whose image has no tar. GNU tar 1.34 is the reference for the command line, the messages
- * and the exit statuses (2 after any error, as GNU's).
+ * and the exit statuses (2 after any error, 64 for a command line it cannot parse, as GNU's).
  *
  * The archive is untrusted. Reads in the order a member is handled:
  *   1. the command line: GNU's syntax (old style `xf -`, clusters `-xmf -`, long options);
- *   2. the stream: 512-byte blocks, header checksums, numeric fields (octal or base-256);
- *   3. extended headers (GNU 'L' and 'K', pax 'x') that rename or resize the next member;
- *   4. names: a leading '/' is removed, a ".." component refuses the member;
- *   5. the member's directory, resolved beneath the target directory without ever leaving it
- *      (openat2 RESOLVE_BENEATH; without openat2, a walk that refuses every symbolic link),
- *      missing directories created on the way;
- *   6. the member, made at a temporary name in that directory and renamed over its own name,
+ *   2. the stream and its headers, extended ones included: tar_archive.c;
+ *   3. the member's name, and its directory resolved beneath the target without ever leaving
+ *      it, missing directories created on the way: tar_beneath.c;
+ *   4. the member, made at a temporary name in that directory and renamed over its own name,
  *      never following a symbolic link there: a reader never sees half a file, and a running
  *      executable is replaced rather than written to (no ETXTBSY);
- *   7. owner, mode and times; directories' at the very end, deepest first, so extracting into
+ *   5. owner, mode and times; directories' at the very end, deepest first, so extracting into
  *      them does not change their times and a read-only one can still be filled.
  */
 #include "tar.h"
 
 #include "common.h"
+#include "tar_archive.h"
+#include "tar_beneath.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,25 +33,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#ifndef SYS_openat2
-#define SYS_openat2 437 /* the same number on every architecture */
-#endif
-/* From <linux/openat2.h>, which musl does not ship. */
-struct rw_open_how {
-	uint64_t flags, mode, resolve;
-};
-#define RW_RESOLVE_NO_MAGICLINKS 0x02
-#define RW_RESOLVE_BENEATH 0x08
-
-#define BLOCK 512
-/* A GNU long name or link, or a pax header, above this is refused rather than allocated. */
-#define EXTENDED_MAX (1024 * 1024)
 /* Temporary names taken by someone else (a crashed run with a reused pid) before giving up. */
 #define TEMP_TRIES 100
-/* Our own errno values, beyond the kernel's, for the two ways a path is refused. */
-#define E_OUTSIDE 4096 /* it leads outside the target directory */
-#define E_SYMLINK 4097 /* it has a symbolic link, and there is no openat2 to judge it */
-
 #define say(...) rw_log_as("tar", __VA_ARGS__)
 
 /* Numbered as ustar's typeflags '0' to '6'. */
@@ -74,18 +56,6 @@ struct member {
 	unsigned major, minor;
 };
 
-/* What extended headers said about the next member. */
-struct extended {
-	char *long_name, *long_link; /* GNU 'L' and 'K' */
-	char *pax;                   /* the last 'x' header's records; path and linkpath point in */
-	char *path, *linkpath;
-	int64_t size, uid, gid;
-	struct timespec mtime;
-	bool has_size, has_uid, has_gid, has_mtime;
-	bool sparse; /* GNU.sparse.* records: a sparse file, which we refuse */
-	bool bad;    /* malformed or too long (reported): refuse the next member */
-};
-
 /* A directory whose owner, mode and times are set after every member. */
 struct delayed {
 	char *name; /* beneath the target, leading '/' removed */
@@ -102,25 +72,14 @@ struct tar {
 	const char *archive, *directory;
 	int owner_option, permissions_option; /* -1: not given, then GNU's default (root or not) */
 
-	/* the stream */
-	int in;
-	size_t pos, len; /* the unread bytes are buf[pos, len) */
-	bool eof;
-	uint64_t offset; /* bytes consumed, for "A lone zero block at N" */
-	uint64_t left;   /* bytes of the current member's data area (data and padding) unread */
-	unsigned char buf[64 * 1024];
-
-	/* the target */
-	int root;           /* O_PATH descriptor of -C DIR (or the current directory); -1 until opened */
-	bool root_is_slash; /* it is "/": nothing can be outside it, absolute links included */
-	bool openat2;
+	struct archive stream;
+	struct beneath target; /* -C DIR (or the current directory), opened at the first member */
 	mode_t umask;
 	int pid;
 	unsigned temp_counter;
 
 	bool warned_slash, warned_link_slash, verbose_failed;
-	bool failed; /* an error was reported: exit 2 at the end */
-	struct extended ext;
+	bool failed; /* an error was reported: exit 2 at the end (the stream keeps its own) */
 	struct delayed *dirs;
 	size_t ndirs, dirs_capacity;
 	char why[PATH_MAX + 64];
@@ -300,336 +259,7 @@ static int old_style(int argc, char **argv, char ***out)
 	return n;
 }
 
-/* --- 2. the stream ------------------------------------------------------------------------ */
-
-/* At least `want` bytes at buf + pos unless the archive ends first: how many there are, or -1
- * after a read error (reported). */
-static ssize_t fill(struct tar *t, size_t want)
-{
-	if (t->len - t->pos >= want || t->eof)
-		return (ssize_t)(t->len - t->pos);
-	memmove(t->buf, t->buf + t->pos, t->len - t->pos);
-	t->len -= t->pos;
-	t->pos = 0;
-	while (t->len < want) {
-		ssize_t n = read(t->in, t->buf + t->len, sizeof t->buf - t->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			say("%s: Cannot read: %s", t->archive, strerror(errno));
-			return -1;
-		}
-		if (n == 0) {
-			t->eof = true;
-			break;
-		}
-		t->len += (size_t)n;
-	}
-	return (ssize_t)t->len;
-}
-
-/* The next block at *block: BLOCK; 0 at the end of the stream; 1 to BLOCK-1 when it ends
- * inside the block (consumed); -1 after a read error. */
-static ssize_t next_block(struct tar *t, const unsigned char **block)
-{
-	ssize_t n = fill(t, BLOCK);
-	if (n > BLOCK)
-		n = BLOCK;
-	*block = t->buf + t->pos;
-	t->pos += (size_t)n;
-	t->offset += (uint64_t)n;
-	return n;
-}
-
-/* Up to `max` bytes of the current member's data area, in place at *data: how many (> 0), or
- * -1 when the stream fails (reported: a read error, or the archive ends too soon). */
-static ssize_t next_data(struct tar *t, size_t max, const unsigned char **data)
-{
-	ssize_t have = fill(t, 1);
-	if (have < 0)
-		return -1;
-	if (have == 0) {
-		say("Unexpected EOF in archive");
-		return -1;
-	}
-	size_t n = (size_t)have < max ? (size_t)have : max;
-	if (n > t->left)
-		n = (size_t)t->left;
-	*data = t->buf + t->pos;
-	t->pos += n;
-	t->offset += n;
-	t->left -= n;
-	return (ssize_t)n;
-}
-
-/* Past the rest of the current member's data area; -1 when the stream fails. */
-static int skip_data(struct tar *t)
-{
-	const unsigned char *data;
-	while (t->left > 0)
-		if (next_data(t, SIZE_MAX, &data) < 0)
-			return -1;
-	return 0;
-}
-
-/* After the end of the archive, read stdin to its end: the writer on the other side of an
- * exec stream (Tilt, kubectl) must never see EPIPE for data we do not need. */
-static void drain(struct tar *t)
-{
-	while (fill(t, 1) > 0)
-		t->pos = t->len;
-}
-
-/* A numeric header field: octal digits after optional blanks, ended by NUL, a blank or the end
- * of the field (no digits: 0); or GNU's base-256, for values octal cannot hold: the first byte's
- * top bit set, the next bit the sign, then big-endian two's complement. false when malformed
- * or beyond 64 bits. */
-static bool number(const unsigned char *field, size_t size, int64_t *out)
-{
-	int64_t value = 0;
-	size_t i = 0;
-	if (field[0] & 0x80) {
-		value = (field[0] & 0x3f) - (field[0] & 0x40);
-		for (i = 1; i < size; i++) {
-			if (value > INT64_MAX / 256 || value < INT64_MIN / 256)
-				return false;
-			value = value * 256 + field[i];
-		}
-		*out = value;
-		return true;
-	}
-	while (i < size && field[i] == ' ')
-		i++;
-	for (; i < size && field[i] >= '0' && field[i] <= '7'; i++) {
-		if (value > INT64_MAX / 8)
-			return false;
-		value = value * 8 + (field[i] - '0');
-	}
-	*out = value;
-	return i == size || field[i] == '\0' || field[i] == ' ';
-}
-
-/* The sum of the header's bytes, its checksum field counted as blanks; like GNU, the signed
- * sum some old tars wrote is accepted too. */
-static bool checksum_ok(const unsigned char *h)
-{
-	int64_t want, unsigned_sum = 0, signed_sum = 0;
-	if (!number(h + 148, 8, &want))
-		return false;
-	for (int i = 0; i < BLOCK; i++) {
-		unsigned char c = i >= 148 && i < 156 ? ' ' : h[i];
-		unsigned_sum += c;
-		signed_sum += (signed char)c;
-	}
-	return want == unsigned_sum || want == signed_sum;
-}
-
-/* The header's numeric fields, where they are and how long. */
-enum { F_MODE, F_UID, F_GID, F_SIZE, F_MTIME, F_MAJOR, F_MINOR, F_COUNT };
-static const unsigned short fields[F_COUNT][2] = {
-	{100, 8}, {108, 8}, {116, 8}, {124, 12}, {136, 12}, {329, 8}, {337, 8},
-};
-
-/* false when one is malformed, or the size is negative or too big to round to blocks: then the
- * block is no header at all. */
-static bool header_numbers(const unsigned char *h, int64_t *n)
-{
-	for (int i = 0; i < F_COUNT; i++)
-		if (!number(h + fields[i][0], fields[i][1], &n[i]))
-			return false;
-	return n[F_SIZE] >= 0 && n[F_SIZE] <= INT64_MAX - BLOCK;
-}
-
-static bool is_zero(const unsigned char *block)
-{
-	for (int i = 0; i < BLOCK; i++)
-		if (block[i] != 0)
-			return false;
-	return true;
-}
-
-/* --- 3. extended headers ------------------------------------------------------------------ */
-
-static void forget_extended(struct extended *e)
-{
-	free(e->long_name);
-	free(e->long_link);
-	free(e->pax);
-	memset(e, 0, sizeof *e);
-}
-
-/* The data of an 'L', 'K' or 'x' header, NUL-terminated, into *out: 0; 1 when it is refused
- * (too long, or no memory: reported, skipped, and the next member is refused too); -1 when
- * the stream fails. */
-static int read_extended(struct tar *t, int64_t size, char **out)
-{
-	*out = size <= EXTENDED_MAX ? malloc((size_t)size + 1) : NULL;
-	if (*out == NULL) { /* over the cap, or (hardly) no memory */
-		say("Extended header too long (%lld bytes)", (long long)size);
-		t->failed = t->ext.bad = true;
-		return skip_data(t) < 0 ? -1 : 1;
-	}
-	for (size_t n = 0; n < (size_t)size;) {
-		const unsigned char *data;
-		ssize_t got = next_data(t, (size_t)size - n, &data);
-		if (got < 0) {
-			free(*out);
-			*out = NULL;
-			return -1;
-		}
-		memcpy(*out + n, data, (size_t)got);
-		n += (size_t)got;
-	}
-	(*out)[size] = '\0';
-	return skip_data(t) < 0 ? -1 : 0;
-}
-
-/* "[-]DIGITS[.DIGITS]" of a pax record, `len` bytes; nanoseconds only where nsec is not NULL. */
-static bool decimal(const char *text, size_t len, int64_t *out, long *nsec)
-{
-	size_t i = 0;
-	bool negative = nsec != NULL && len > 0 && text[0] == '-';
-	int64_t value = 0;
-	long fraction = 0;
-	if (negative)
-		i++;
-	size_t first = i;
-	for (; i < len && text[i] >= '0' && text[i] <= '9'; i++) {
-		if (value > (INT64_MAX - 9) / 10)
-			return false;
-		value = value * 10 + (text[i] - '0');
-	}
-	if (i == first)
-		return false;
-	if (nsec != NULL && i < len && text[i] == '.') {
-		long scale = 100000000;
-		for (i++; i < len && text[i] >= '0' && text[i] <= '9'; i++, scale /= 10)
-			fraction += (text[i] - '0') * scale; /* digits past nanoseconds add 0 */
-	}
-	if (i != len)
-		return false;
-	if (negative && fraction > 0) { /* -1.25 is 2 seconds before the epoch plus 0.75 */
-		value += 1;
-		fraction = 1000000000 - fraction;
-	}
-	*out = negative ? -value : value;
-	if (nsec != NULL)
-		*nsec = fraction;
-	return true;
-}
-
-/* pax records, "LENGTH KEY=VALUE\n" each, LENGTH counting the whole record: into t->ext.
- * false when one is malformed. Keys we do not use are ignored. */
-static bool parse_pax(struct extended *e, char *data, size_t size)
-{
-	for (char *p = data, *end = data + size; p < end;) {
-		size_t len = 0;
-		char *q = p;
-		for (; q < end && *q >= '0' && *q <= '9'; q++) {
-			if (len > size)
-				return false;
-			len = len * 10 + (size_t)(*q - '0');
-		}
-		if (q == p || q == end || *q != ' ' || len > (size_t)(end - p) || len < (size_t)(q - p) + 2 ||
-		    p[len - 1] != '\n')
-			return false;
-		char *key = q + 1, *record_end = p + len - 1;
-		char *equals = memchr(key, '=', (size_t)(record_end - key));
-		if (equals == NULL)
-			return false;
-		*equals = '\0';
-		*record_end = '\0';
-		char *value = equals + 1;
-		size_t vlen = (size_t)(record_end - value);
-		bool text = strlen(value) == vlen; /* no NUL inside */
-		if (strcmp(key, "path") == 0 || strcmp(key, "linkpath") == 0) {
-			if (!text || vlen == 0)
-				return false;
-			*(key[0] == 'p' ? &e->path : &e->linkpath) = value;
-		} else if (strcmp(key, "size") == 0) {
-			if (!decimal(value, vlen, &e->size, NULL) || e->size > INT64_MAX - BLOCK)
-				return false;
-			e->has_size = true;
-		} else if (strcmp(key, "uid") == 0 || strcmp(key, "gid") == 0) {
-			if (!decimal(value, vlen, key[0] == 'u' ? &e->uid : &e->gid, NULL))
-				return false;
-			*(key[0] == 'u' ? &e->has_uid : &e->has_gid) = true;
-		} else if (strcmp(key, "mtime") == 0) {
-			int64_t seconds;
-			if (!decimal(value, vlen, &seconds, &e->mtime.tv_nsec))
-				return false;
-			e->mtime.tv_sec = (time_t)seconds;
-			e->has_mtime = true;
-		} else if (strncmp(key, "GNU.sparse.", 11) == 0) {
-			e->sparse = true;
-		}
-		p += len;
-	}
-	return true;
-}
-
-/* An 'L', 'K', 'x', 'g' or 'V' header: 0, or -1 when the stream fails. */
-static int extended_header(struct tar *t, char type, int64_t size)
-{
-	t->left = ((uint64_t)size + BLOCK - 1) / BLOCK * BLOCK;
-	if (type == 'g' || type == 'V') /* pax globals and GNU volume labels: nothing we use */
-		return skip_data(t);
-	char **slot = type == 'L' ? &t->ext.long_name : type == 'K' ? &t->ext.long_link : &t->ext.pax;
-	if (type == 'x') { /* a later 'x' header replaces an earlier one */
-		t->ext.path = t->ext.linkpath = NULL;
-		t->ext.has_size = t->ext.has_uid = t->ext.has_gid = t->ext.has_mtime = t->ext.sparse = false;
-	}
-	free(*slot);
-	*slot = NULL;
-	int status = read_extended(t, size, slot);
-	if (status == 0 && type == 'x' && !parse_pax(&t->ext, *slot, (size_t)size)) {
-		say("Malformed extended header");
-		t->failed = t->ext.bad = true;
-	}
-	return status < 0 ? -1 : 0;
-}
-
-/* --- 4. names ----------------------------------------------------------------------------- */
-
-/* The name beneath the target: a leading '/' removed (said once, as GNU does); NULL when a
- * ".." component could lead outside. */
-static char *safe_name(char *name, bool *warned, const char *what)
-{
-	if (*name == '/') {
-		while (*name == '/')
-			name++;
-		if (!*warned)
-			say("Removing leading `/' from %s", what);
-		*warned = true;
-	}
-	for (const char *p = name; *p != '\0';) {
-		size_t n = (size_t)(strchrnul(p, '/') - p);
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return NULL;
-		for (p += n; *p == '/'; p++)
-			;
-	}
-	return name;
-}
-
-/* Split path, in place, into its directory ("" for the target itself), returned, and its last
- * component, at *last ("." for the target itself); trailing slashes go. */
-static char *split(char *path, char **last)
-{
-	size_t n = strlen(path);
-	while (n > 1 && path[n - 1] == '/')
-		path[--n] = '\0';
-	char *slash = strrchr(path, '/');
-	if (slash == NULL) {
-		*last = path[0] != '\0' ? path : ".";
-		return "";
-	}
-	*slash = '\0';
-	*last = slash + 1;
-	return path;
-}
-
-/* --- 5. resolving beneath the target ------------------------------------------------------ */
+/* --- 4. members --------------------------------------------------------------------------- */
 
 static const char *reason(struct tar *t, int error)
 {
@@ -651,111 +281,6 @@ static void member_error(struct tar *t, const char *name, const char *what, cons
 		say("%s: %s: %s", name, what, reason(t, error));
 	t->failed = true;
 }
-
-/* Descriptors of the target itself are borrowed; the others are ours. An O_PATH descriptor
- * has nothing to flush: close cannot lose anything. */
-static void close_dir(struct tar *t, int fd)
-{
-	if (fd >= 0 && fd != t->root)
-		(void)close(fd);
-}
-
-/* Without openat2: one component at a time, refusing every symbolic link. Stricter than
- * needed (a link that stays inside is refused too), never outside. */
-static int walk(struct tar *t, const char *path)
-{
-	int fd = t->root;
-	for (const char *p = path; *p != '\0';) {
-		char part[NAME_MAX + 1];
-		size_t n = (size_t)(strchrnul(p, '/') - p);
-		int next = -1, error = ENAMETOOLONG;
-		if (n <= NAME_MAX) {
-			memcpy(part, p, n);
-			part[n] = '\0';
-			next = openat(fd, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			error = errno;
-			struct stat st;
-			if (next < 0 && error == ENOTDIR && fstatat(fd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    S_ISLNK(st.st_mode))
-				error = E_SYMLINK;
-		}
-		close_dir(t, fd);
-		if (next < 0) {
-			errno = error;
-			return -1;
-		}
-		fd = next;
-		for (p += n; *p == '/'; p++)
-			;
-	}
-	return fd;
-}
-
-/* The directory `path` (relative, without "..") beneath the target, as an O_PATH descriptor
- * (the target's own for ""); -1 with errno set, E_OUTSIDE when it leads outside. Magic links
- * (/proc/self/fd/N) are never followed. */
-static int resolve(struct tar *t, const char *path)
-{
-	if (path[0] == '\0')
-		return t->root;
-	if (t->root_is_slash)
-		return openat(t->root, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (!t->openat2)
-		return walk(t, path);
-	struct rw_open_how how = {
-		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RW_RESOLVE_BENEATH | RW_RESOLVE_NO_MAGICLINKS,
-	};
-	/* EAGAIN: a rename elsewhere raced the walk through a symbolic link's ".."; try again. */
-	for (int tries = 0; tries < 16; tries++) {
-		long fd = syscall(SYS_openat2, t->root, path, &how, sizeof how);
-		if (fd >= 0)
-			return (int)fd;
-		if (errno == EXDEV)
-			errno = E_OUTSIDE;
-		if (errno != EAGAIN)
-			break;
-	}
-	return -1;
-}
-
-/* resolve(), creating what is missing as GNU does (0777 less the umask, times not restored),
- * one directory at a time, each resolved afresh from the target, so a symbolic link met on the
- * way is judged like any other. path is modified and restored. */
-static int open_parent(struct tar *t, char *path)
-{
-	int fd = resolve(t, path);
-	if (fd >= 0 || errno != ENOENT)
-		return fd;
-	int dir = t->root;
-	for (char *p = path;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char end = *p;
-		*p = '\0';
-		if (p > path && p[-1] != '/') {
-			int next = resolve(t, path);
-			if (next < 0 && errno == ENOENT) {
-				char *slash = strrchr(path, '/');
-				if (mkdirat(dir, slash != NULL ? slash + 1 : path, 0777) == 0 || errno == EEXIST)
-					next = resolve(t, path);
-			}
-			int error = errno;
-			close_dir(t, dir);
-			dir = next;
-			if (next < 0) {
-				*p = end;
-				errno = error;
-				return -1;
-			}
-		}
-		*p = end;
-		if (end == '\0')
-			return dir;
-	}
-}
-
-/* --- 6. members --------------------------------------------------------------------------- */
 
 /* GNU's words for failing to make each kind (a function: a table of pointers costs relocations). */
 static const char *verb(enum kind kind)
@@ -826,7 +351,7 @@ static const char *mode_string(mode_t mode, char *out)
 	return out;
 }
 
-/* --- 7. owner, mode and times ------------------------------------------------------------- */
+/* --- 5. owner, mode and times ------------------------------------------------------------- */
 
 /* GNU's defaults: as root the archive's numeric owner (there is no /etc/passwd to map names
  * with, so names are ignored) and its mode, set-id bits included; otherwise no chown and the
@@ -874,7 +399,7 @@ static int write_data(struct tar *t, int fd, int64_t size, int *error)
 	*error = 0;
 	for (uint64_t left = (uint64_t)size; left > 0;) {
 		const unsigned char *data;
-		ssize_t n = next_data(t, left < SIZE_MAX ? (size_t)left : SIZE_MAX, &data);
+		ssize_t n = archive_next_data(&t->stream, left < SIZE_MAX ? (size_t)left : SIZE_MAX, &data);
 		if (n < 0)
 			return -1;
 		if (*error == 0 && rw_write_all(fd, data, (size_t)n) < 0)
@@ -947,7 +472,7 @@ static int extract_node(struct tar *t, const struct member *m, const char *shown
 	char *link_copy = NULL, *link_last = NULL;
 	const char *target = m->kind == SYMLINK || m->kind == HARDLINK ? m->link : NULL;
 	if (m->kind == HARDLINK) {
-		char *safe = safe_name(m->link, &t->warned_link_slash, "hard link targets");
+		char *safe = beneath_safe_name(m->link, &t->warned_link_slash, "hard link targets");
 		if (safe == NULL) {
 			say("%s: %s '%s': %s", shown, verb(HARDLINK), m->link, "Link target contains '..'");
 			t->failed = true;
@@ -959,7 +484,7 @@ static int extract_node(struct tar *t, const struct member *m, const char *shown
 			member_error(t, shown, verb(m->kind), target, ENOMEM);
 			return 0;
 		}
-		link_dir = resolve(t, split(link_copy, &link_last));
+		link_dir = beneath_resolve(&t->target, beneath_split(link_copy, &link_last));
 		if (link_dir < 0) {
 			member_error(t, shown, verb(m->kind), target, errno);
 			free(link_copy);
@@ -967,7 +492,7 @@ static int extract_node(struct tar *t, const struct member *m, const char *shown
 		}
 	}
 	int fd = make_temporary(t, m, dir, temporary, link_dir, link_last);
-	close_dir(t, link_dir);
+	beneath_close(&t->target, link_dir);
 	free(link_copy);
 	if (fd < 0) {
 		member_error(t, shown, verb(m->kind), target, errno);
@@ -1027,55 +552,26 @@ static void show(struct tar *t, const char *name)
 static int open_root(struct tar *t)
 {
 	const char *dir = t->directory != NULL ? t->directory : ".";
-	t->root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	struct stat here, slash;
-	if (t->root < 0 || fstat(t->root, &here) < 0 || stat("/", &slash) < 0) {
+	if (beneath_open(&t->target, dir) < 0) {
 		say("%s: Cannot open: %s", dir, strerror(errno));
 		return -1;
 	}
-	t->root_is_slash = here.st_dev == slash.st_dev && here.st_ino == slash.st_ino;
-	/* openat2 came with Linux 5.6; seccomp profiles that predate it answer ENOSYS or EPERM. */
-	const char *off = getenv(RW_NO_OPENAT2_ENV);
-	if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0)
-		return 0;
-	struct rw_open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RW_RESOLVE_BENEATH};
-	long probe = syscall(SYS_openat2, t->root, ".", &how, sizeof how);
-	t->openat2 = probe >= 0 || (errno != ENOSYS && errno != EPERM);
-	if (probe >= 0)
-		(void)close((int)probe); /* an O_PATH descriptor: nothing to lose */
 	return 0;
 }
 
-/* One member, from its header h and the extended headers before it: 0, or -1 when the stream
- * fails. Its data is read or skipped either way. */
-static int extract_member(struct tar *t, const unsigned char *h, const int64_t *n)
+/* One member, from its header h (the extended headers before it applied): 0, or -1 when the
+ * stream fails. Its data is read or skipped either way. */
+static int extract_member(struct tar *t, struct header *h)
 {
-	struct extended *e = &t->ext;
-	char type = (char)h[156];
-	char name[256 + 1], link[100 + 1];
-	/* POSIX ustar splits a long name into prefix and name; GNU's magic uses that space otherwise. */
-	size_t prefix = memcmp(h + 257, "ustar\0", 6) == 0 ? strnlen((const char *)h + 345, 155) : 0;
-	memcpy(name, h + 345, prefix);
-	name[prefix] = '/';
-	size_t base = strnlen((const char *)h, 100);
-	memcpy(name + prefix + (prefix > 0), h, base);
-	name[prefix + (prefix > 0) + base] = '\0';
-	memcpy(link, h + 157, 100);
-	link[100] = '\0';
-
+	char type = h->type;
 	struct member m = {
-		.name = e->path ? e->path : e->long_name ? e->long_name : name,
-		.link = e->linkpath ? e->linkpath : e->long_link ? e->long_link : link,
+		.name = h->name,
+		.link = h->link,
 		.kind = REGULAR,
-		.size = e->has_size ? e->size : n[F_SIZE],
-		.meta = {
-			.mode = (mode_t)(n[F_MODE] & 07777),
-			.uid = e->has_uid ? e->uid : n[F_UID],
-			.gid = e->has_gid ? e->gid : n[F_GID],
-			.mtime = e->has_mtime ? e->mtime : (struct timespec){.tv_sec = (time_t)n[F_MTIME]},
-		},
-		.major = (unsigned)n[F_MAJOR],
-		.minor = (unsigned)n[F_MINOR],
+		.size = h->size,
+		.meta = {.mode = h->mode, .uid = h->uid, .gid = h->gid, .mtime = h->mtime},
+		.major = h->major,
+		.minor = h->minor,
 	};
 	size_t len = strlen(m.name);
 	if (type >= '1' && type <= '6') /* no data, whatever the size says, as GNU reads them */
@@ -1084,45 +580,34 @@ static int extract_member(struct tar *t, const unsigned char *h, const int64_t *
 		m.kind = DIRECTORY; /* GNU's incremental directory (its data skipped); old archives' '/' */
 	else if (type != '0' && type != '\0' && type != '7' && type != 'S')
 		say("%s: Unknown file type '%c', extracted as normal file", m.name, type);
-	t->left = type >= '1' && type <= '6' ? 0 : ((uint64_t)m.size + BLOCK - 1) / BLOCK * BLOCK;
 
-	if (e->bad) /* reported with the extended header */
-		return skip_data(t);
-	if (type == 'S' || e->sparse) {
+	if (h->refused) /* reported with the extended header */
+		return archive_skip_data(&t->stream);
+	if (h->sparse) {
 		say("%s: sparse file%s", m.name, NOT_SUPPORTED);
 		t->failed = true;
-		/* Old GNU sparse: more map blocks follow the header (its byte 482, then each one's 504). */
-		for (bool more = type == 'S' && h[482]; more;) {
-			const unsigned char *block;
-			ssize_t got = next_block(t, &block);
-			if (got >= 0 && got < BLOCK)
-				say("Unexpected EOF in archive");
-			if (got < BLOCK)
-				return -1;
-			more = block[504];
-		}
-		return skip_data(t);
+		return archive_skip_sparse(&t->stream, h);
 	}
-	char *safe = safe_name(m.name, &t->warned_slash, "member names");
+	char *safe = beneath_safe_name(m.name, &t->warned_slash, "member names");
 	if (safe == NULL) {
 		say("%s: Member name contains '..'", m.name);
 		t->failed = true;
-		return skip_data(t);
+		return archive_skip_data(&t->stream);
 	}
 	if (t->verbose)
 		show(t, m.name);
 	for (size_t end = strlen(safe); end > 1 && safe[end - 1] == '/';) /* messages say "d", not "d/" */
 		safe[--end] = '\0';
-	if (t->root < 0 && open_root(t) < 0)
+	if (t->target.root < 0 && open_root(t) < 0)
 		return -1;
 
 	char *work = strdup(safe), *last;
 	if (work == NULL) {
 		member_error(t, safe, verb(m.kind), NULL, ENOMEM);
-		return skip_data(t);
+		return archive_skip_data(&t->stream);
 	}
 	int status = 0;
-	int dir = open_parent(t, split(work, &last));
+	int dir = beneath_open_parent(&t->target, beneath_split(work, &last));
 	if (dir < 0)
 		member_error(t, safe, verb(m.kind), m.kind == SYMLINK || m.kind == HARDLINK ? m.link : NULL,
 			     errno);
@@ -1130,9 +615,9 @@ static int extract_member(struct tar *t, const unsigned char *h, const int64_t *
 		extract_directory(t, &m, safe, safe, dir, last);
 	else
 		status = extract_node(t, &m, safe, dir, last);
-	close_dir(t, dir);
+	beneath_close(&t->target, dir);
 	free(work);
-	return status < 0 ? -1 : skip_data(t);
+	return status < 0 ? -1 : archive_skip_data(&t->stream);
 }
 
 /* The directories' metadata, now that nothing more goes into them: deepest first (a directory
@@ -1150,12 +635,12 @@ static void finish_directories(struct tar *t)
 			if (d->depth != depth)
 				continue;
 			char *last;
-			int dir = resolve(t, split(d->name, &last));
+			int dir = beneath_resolve(&t->target, beneath_split(d->name, &last));
 			struct stat st;
 			if (dir >= 0 && fstatat(dir, last, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
 			    st.st_dev == d->dev && st.st_ino == d->ino)
 				set_meta(t, d->name, &d->meta, d->chmod, -1, dir, last);
-			close_dir(t, dir);
+			beneath_close(&t->target, dir);
 			free(d->name);
 		}
 	}
@@ -1167,61 +652,12 @@ static void finish_directories(struct tar *t)
 /* The archive, header by header: 0 at its end, -1 after a fatal error (reported). */
 static int extract(struct tar *t)
 {
-	bool skipping = false, any = false;
-	for (;;) {
-		const unsigned char *block;
-		ssize_t n = next_block(t, &block);
-		if (n < 0)
+	struct header h;
+	int n;
+	while ((n = archive_next_header(&t->stream, &h)) > 0)
+		if (extract_member(t, &h) < 0)
 			return -1;
-		if (n < BLOCK) {
-			if (skipping)
-				return 0;
-			if (!any) {
-				say("This does not look like a tar archive");
-				t->failed = true;
-				return 0;
-			}
-			if (n == 0) /* no end-of-archive blocks, but whole: GNU accepts it */
-				return 0;
-			say("Unexpected EOF in archive");
-			return -1;
-		}
-		if (is_zero(block)) {
-			/* The end: GNU expects a second zero block, and reads no further either way. */
-			uint64_t at = t->offset / BLOCK;
-			n = next_block(t, &block);
-			if (n < 0)
-				return -1;
-			if (n < BLOCK || !is_zero(block))
-				say("A lone zero block at %llu", (unsigned long long)at);
-			return 0;
-		}
-		unsigned char h[BLOCK]; /* the buffer moves on under the data */
-		memcpy(h, block, BLOCK);
-		int64_t f[F_COUNT];
-		if (!checksum_ok(h) || !header_numbers(h, f)) {
-			if (!skipping) {
-				if (!any)
-					say("This does not look like a tar archive");
-				say("Skipping to next header");
-				t->failed = true;
-			}
-			skipping = true;
-			continue;
-		}
-		skipping = false;
-		any = true;
-		char type = (char)h[156];
-		if (type == 'L' || type == 'K' || type == 'x' || type == 'g' || type == 'V') {
-			if (extended_header(t, type, f[F_SIZE]) < 0)
-				return -1;
-			continue;
-		}
-		int status = extract_member(t, h, f);
-		forget_extended(&t->ext);
-		if (status < 0)
-			return -1;
-	}
+	return n;
 }
 
 int tar_main(int argc, char **argv)
@@ -1234,7 +670,7 @@ int tar_main(int argc, char **argv)
 		free(t);
 		return 2;
 	}
-	t->root = -1;
+	t->target.root = -1;
 	t->owner_option = t->permissions_option = -1;
 	int status = parse_options(t, argc, words != NULL ? words : argv);
 	if (status >= 0)
@@ -1248,28 +684,29 @@ int tar_main(int argc, char **argv)
 
 	if (t->archive == NULL || strcmp(t->archive, "-") == 0) {
 		t->archive = "-";
-		t->in = 0;
-	} else if ((t->in = open(t->archive, O_RDONLY | O_CLOEXEC)) < 0) {
+		t->stream.in = 0;
+	} else if ((t->stream.in = open(t->archive, O_RDONLY | O_CLOEXEC)) < 0) {
 		say("%s: Cannot open: %s", t->archive, strerror(errno));
 		say("Error is not recoverable: exiting now");
 		status = 2;
 		goto out;
 	}
+	t->stream.name = t->archive;
 	int result = extract(t);
 	finish_directories(t);
 	if (result < 0)
 		say("Error is not recoverable: exiting now");
-	else if (t->failed)
+	else if (t->failed || t->stream.failed)
 		say("Exiting with failure status due to previous errors");
-	status = result < 0 || t->failed ? 2 : 0;
-	if (t->in == 0)
-		drain(t);
+	status = result < 0 || t->failed || t->stream.failed ? 2 : 0;
+	if (t->stream.in == 0)
+		archive_drain(&t->stream);
 	else
-		(void)close(t->in); /* read only: nothing to lose */
+		(void)close(t->stream.in); /* read only: nothing to lose */
 out:
-	if (t->root >= 0)
-		(void)close(t->root);
-	forget_extended(&t->ext);
+	if (t->target.root >= 0)
+		(void)close(t->target.root);
+	archive_free(&t->stream);
 	free(words);
 	free(t);
 	return status;
