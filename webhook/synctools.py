@@ -19,8 +19,8 @@ from .contract import ContainerSettings
 from .images import ImageConfig, LookupFailure
 from .names import TOOLS_DIR
 
-# What containerd and CRI-O (like Docker) give a container whose image sets no PATH; the node
-# tests check it against the real containerd.
+# What containerd (like Docker) gives a container whose image sets no PATH; the node tests
+# check it against the real containerd.
 RUNTIME_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
