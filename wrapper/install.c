@@ -1,6 +1,6 @@
 /*
  * `install DIR` and `trigger`: the two file operations, both needing no shell in the image.
- * install also lays down DIR/bin/tar and DIR/bin/rm, the tools Tilt and kubectl cp exec.
+ * install also lays down DIR/bin/tar, rm and test, the tools Tilt and kubectl cp exec.
  */
 #include "install.h"
 
@@ -57,7 +57,7 @@ static void close_input(int fd)
 		rw_log("install: close: %s", strerror(errno));
 }
 
-/* DIR/bin/tar and DIR/bin/rm, links to ../restart-wrapper: relative, so they work wherever DIR
+/* DIR/bin/tar, rm and test, links to ../restart-wrapper: relative, so they work wherever DIR
  * is mounted; each made at a temporary name and renamed over, so installing again is fine. */
 static int install_links(const char *dir)
 {
@@ -76,8 +76,8 @@ static int install_links(const char *dir)
 		rw_log("install: cannot create %s: %s", bin, strerror(errno));
 		return -1;
 	}
-	/* "tar", then "rm": a string, not a table of pointers, for the size budget. */
-	for (const char *name = "tar\0rm\0"; *name != '\0'; name += strlen(name) + 1) {
+	/* "tar", "rm", "test": a string, not a table of pointers, for the size budget. */
+	for (const char *name = "tar\0rm\0test\0"; *name != '\0'; name += strlen(name) + 1) {
 		snprintf(link, sizeof link, "%s/%s", bin, name);
 		snprintf(temporary, sizeof temporary, "%s/.%s.%d", bin, name, (int)getpid());
 		/* A leftover of an earlier install that died here, with our pid, would block symlink(). */

@@ -2,7 +2,7 @@
 #define RW_INSTALL_H
 
 /* Copy this executable to DIR/restart-wrapper (0755, atomically), creating DIR, and link
- * DIR/bin/tar and DIR/bin/rm to it. Returns an exit status. */
+ * DIR/bin/tar, rm and test to it. Returns an exit status. */
 int install(const char *dir);
 
 /* Where `trigger` took its file from; it shapes the message when the file cannot be opened. */

@@ -6,10 +6,11 @@
  *   restart-wrapper install DIR
  *   restart-wrapper trigger [--restart-file=PATH]
  *   restart-wrapper version
- *   restart-wrapper tar|rm ARG...   (also when run by the name tar or rm: a link in DIR/bin)
+ *   restart-wrapper tar|rm|test ARG...   (also when run by that name: a link in DIR/bin)
  */
 #include "cli.h"
 #include "common.h"
+#include "file_test.h"
 #include "install.h"
 #include "rm.h"
 #include "supervise.h"
@@ -27,7 +28,7 @@ static const char usage[] =
 	"       restart-wrapper install DIR\n"
 	"       restart-wrapper trigger [--restart-file=PATH]\n"
 	"       restart-wrapper version\n"
-	"       restart-wrapper tar|rm ARG...   (also run as DIR/bin/tar, DIR/bin/rm)\n"
+	"       restart-wrapper tar|rm|test ARG...   (also run as DIR/bin/tar, rm, test)\n"
 	"\n"
 	"run options:\n"
 	"  --restart-file=PATH   repeatable (up to 8); a change to any of them restarts COMMAND at once\n"
@@ -102,13 +103,15 @@ static int print(const char *text)
 
 int main(int argc, char **argv)
 {
-	/* Run by the name tar or rm (DIR/bin/tar is a link to us): be that tool. */
+	/* Run by the name tar, rm or test (DIR/bin/tar is a link to us): be that tool. */
 	const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	name = name != NULL ? name + 1 : argc > 0 ? argv[0] : "";
 	if (strcmp(name, "tar") == 0)
 		return tar_main(argc - 1, argv + 1);
 	if (strcmp(name, "rm") == 0)
 		return rm_main(argc - 1, argv + 1);
+	if (strcmp(name, "test") == 0)
+		return test_main(argc - 1, argv + 1);
 
 	if (argc < 2)
 		return usage_error("missing command: run, install, trigger or version");
@@ -134,6 +137,8 @@ int main(int argc, char **argv)
 		return tar_main(argc - 2, argv + 2);
 	if (strcmp(command, "rm") == 0)
 		return rm_main(argc - 2, argv + 2);
+	if (strcmp(command, "test") == 0)
+		return test_main(argc - 2, argv + 2);
 	if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)
 		return print("restart-wrapper " RW_VERSION "\n");
 	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0)

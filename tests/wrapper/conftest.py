@@ -40,7 +40,7 @@ def gotar(tmp_path_factory):
 @pytest.fixture(scope="session")
 def multicall():
     """{build: directory} with a copy of each build in a 0755 directory any uid can reach (the
-    checkout may be private) and `tar` and `rm` symlinks to it there: the multi-call names."""
+    checkout may be private) and `tar`, `rm` and `test` symlinks to it there: the multi-call names."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -56,7 +56,7 @@ def multicall():
             directory.mkdir(mode=0o755)
             shutil.copyfile(binary, directory / "restart-wrapper")
             (directory / "restart-wrapper").chmod(0o755)
-            for name in ("tar", "rm"):
+            for name in ("tar", "rm", "test"):
                 (directory / name).symlink_to("restart-wrapper")
             directories[build] = directory
         yield directories

@@ -127,8 +127,8 @@ def test_install_into_a_fresh_directory_as_non_root(wrapper, shared_tmp):
     assert run(installed, "version").returncode == 0
     # The sync tools: links to the wrapper, which the container's user (any uid) can run.
     assert stat.S_IMODE((target / "bin").stat().st_mode) == 0o755
-    assert sorted(p.name for p in (target / "bin").iterdir()) == ["rm", "tar"]
-    for tool in ("tar", "rm"):
+    assert sorted(p.name for p in (target / "bin").iterdir()) == ["rm", "tar", "test"]
+    for tool in ("tar", "rm", "test"):
         assert os.readlink(target / "bin" / tool) == "../restart-wrapper"
 
 

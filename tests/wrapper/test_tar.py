@@ -776,10 +776,14 @@ def test_install_lays_down_tar_and_rm(wrapper, world_tmp):
         result = subprocess.run([str(wrapper), "install", str(target)], capture_output=True, text=True, env=ENV, timeout=30)
         assert result.returncode == 0, f"install #{attempt}: {result.stderr}"
         assert sorted(p.name for p in target.iterdir()) == ["bin", "restart-wrapper"]
-        assert sorted(p.name for p in (target / "bin").iterdir()) == ["rm", "tar"]
-        for name in ("tar", "rm"):
+        assert sorted(p.name for p in (target / "bin").iterdir()) == ["rm", "tar", "test"]
+        for name in ("tar", "rm", "test"):
             assert os.readlink(target / "bin" / name) == "../restart-wrapper"
-    # Found on PATH as `tar` and `rm`, the way Tilt and kubectl exec them (argv[0] is the bare name).
+    # Found on PATH as `tar`, `rm` and `test`, the way Tilt and kubectl exec them (argv[0] is the bare name).
+    for probe, status in ((world_tmp, 0), (world_tmp / "nothing", 1)):
+        result = subprocess.run(["test", "-d", str(probe)], capture_output=True, env={**TAR_ENV, "PATH": str(target / "bin")},
+                                timeout=30)
+        assert (result.returncode, result.stderr) == (status, b""), probe
     path_env = {**TAR_ENV, "PATH": str(target / "bin")}
     (world_tmp / "x").mkdir()
     data = A.python([Dir("app"), File("app/f", b"synced\n")], "ustar")
@@ -794,7 +798,7 @@ def test_install_lays_down_tar_and_rm(wrapper, world_tmp):
 
 
 def test_the_wrapper_still_refuses_unknown_names(multicall, world_tmp):
-    """Only the names tar and rm select a job: any other argv[0] is the wrapper itself."""
+    """Only the names tar, rm and test select a job: any other argv[0] is the wrapper itself."""
     if UNDER_TEST:
         pytest.skip("about our build")
     other = world_tmp / "untar"
