@@ -80,7 +80,7 @@ class ContainerSettings:
     debounce: str | None = None
     env_file: str | None = None
     liveness_probe: str | None = None
-    sync_tools: bool | None = None  # put tar and rm on the container's PATH (None: yes)
+    sync_tools: bool | None = None  # put tar, rm and test on the container's PATH (None: yes)
 
 
 @dataclass(frozen=True)

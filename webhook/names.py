@@ -14,7 +14,7 @@ VOLUME = "restart-process"
 INIT_CONTAINER = "restart-process-install"
 MOUNT_PATH = "/restart-process"
 WRAPPER_PATH = f"{MOUNT_PATH}/restart-wrapper"
-# `install` also lays down tar and rm here, links to the wrapper (one multi-call binary), for
+# `install` also lays down tar, rm and test here, links to the wrapper (one multi-call binary), for
 # live update into images that have neither; the webhook appends this directory to PATH.
 TOOLS_DIR = f"{MOUNT_PATH}/bin"
 # Where the wrapper image keeps the binary that `install` copies into the volume.

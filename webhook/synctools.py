@@ -1,9 +1,9 @@
 """Putting the sync tools on a wrapped container's PATH (pure).
 
 Live update copies files with `tar` and deletes them with `rm`, run in the container through the
-exec API (Tilt: `tar -C / -x -f -` and `rm -rf`; `kubectl cp`: `tar -xmf -`). The runtime finds
-them through the PATH of the container's environment, which every exec inherits. The wrapper
-brings both (`names.TOOLS_DIR`), so images with no shell and no tar work too.
+exec API (Tilt: `tar -C / -x -f -` and `rm -rf`; `kubectl cp`: `test -d DEST`, `tar -xmf -`). The
+runtime finds them through the PATH of the container's environment, which every exec inherits.
+The wrapper brings all three (`names.TOOLS_DIR`), so images with no shell and no tar work too.
 
 The directory is appended, never prepended: an image's own tar still wins. And the PATH the
 program sees is never guessed: the directory is appended to the container's own `env` PATH, or

@@ -1,8 +1,8 @@
 """Live update into an image with no shell and no tar: the wrapper brings the sync tools.
 
-`kubectl cp` runs `tar -xmf - -C DIR` in the container through the exec API, Tilt runs
-`tar -C / -x -f -` and `rm -rf PATH...`; the runtime finds them on the container's PATH. The
-install container lays down /restart-process/bin/{tar,rm} (links to the wrapper) and the webhook
+`kubectl cp` runs `test -d DEST` and `tar -xmf - -C DIR` in the container through the exec API,
+Tilt runs `tar -C / -x -f -` and `rm -rf PATH...`; the runtime finds them on the container's PATH.
+The install container lays down /restart-process/bin/{tar,rm,test} (links to the wrapper) and the webhook
 appends that directory to PATH -- here the runtime's default PATH, as the image's config sets
 none. The image holds the example app and its data directory, nothing else.
 (tests/node/test_tilt.py runs Tilt itself against such an image.)
@@ -40,11 +40,12 @@ def test_kubectl_cp_and_rm_in_an_image_with_only_a_static_program(restricted, no
     assert _env(spec)["PATH"] == f"{RUNTIME_DEFAULT_PATH}:{TOOLS}"
     container_id = cluster.container_status("bare")["containerID"]
 
-    # kubectl cp: `test -d` first (absent here: kubectl then copies to the path as given), then
-    # `tar -xmf - -C /app/data` -- the wrapper's tar, found on PATH.
+    # kubectl cp into a directory: `test -d /app/data` first (the wrapper's test: true, so the file
+    # goes into it, as greeting.txt), then `tar -xmf - -C /app/data` -- the wrapper's tar. Both
+    # found on PATH. Without test, kubectl would have copied onto /app/data itself.
     with tempfile.TemporaryDirectory() as local:
         (Path(local) / "greeting.txt").write_text("synced into a scratch image\n")
-        cluster.copy(Path(local) / "greeting.txt", "bare", "/app/data/greeting.txt")
+        cluster.copy(Path(local) / "greeting.txt", "bare", "/app/data/")
     cluster.exec("bare", WRAPPER, "trigger")
     starts = cluster.wait(lambda: s if len(s := cluster.starts("bare")) >= 2 else None, "a second start")
     assert [s.greeting for s in starts] == [NO_GREETING, "synced into a scratch image"], cluster.logs("bare")
