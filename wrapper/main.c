@@ -101,17 +101,27 @@ static int print(const char *text)
 	return 0;
 }
 
+/* The tools live update runs in the container, by name, with their arguments: the exit
+ * status, or -1 when `name` is none of them. */
+static int run_tool(const char *name, int argc, char **argv)
+{
+	if (strcmp(name, "tar") == 0)
+		return tar_main(argc, argv);
+	if (strcmp(name, "rm") == 0)
+		return rm_main(argc, argv);
+	if (strcmp(name, "test") == 0)
+		return test_main(argc, argv);
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	/* Run by the name tar, rm or test (DIR/bin/tar is a link to us): be that tool. */
 	const char *name = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	name = name != NULL ? name + 1 : argc > 0 ? argv[0] : "";
-	if (strcmp(name, "tar") == 0)
-		return tar_main(argc - 1, argv + 1);
-	if (strcmp(name, "rm") == 0)
-		return rm_main(argc - 1, argv + 1);
-	if (strcmp(name, "test") == 0)
-		return test_main(argc - 1, argv + 1);
+	int status = run_tool(name, argc - 1, argv + 1);
+	if (status >= 0)
+		return status;
 
 	if (argc < 2)
 		return usage_error("missing command: run, install, trigger or version");
@@ -120,7 +130,7 @@ int main(int argc, char **argv)
 	if (strcmp(command, "run") == 0) {
 		struct run_options options;
 		char error[256];
-		int status = parse_run_options(argc - 2, argv + 2, &options, error, sizeof error) < 0
+		status = parse_run_options(argc - 2, argv + 2, &options, error, sizeof error) < 0
 				     ? usage_error(error)
 				     : supervise(&options);
 		free(options.watch);
@@ -133,12 +143,9 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(command, "trigger") == 0)
 		return trigger_command(argc - 2, argv + 2);
-	if (strcmp(command, "tar") == 0)
-		return tar_main(argc - 2, argv + 2);
-	if (strcmp(command, "rm") == 0)
-		return rm_main(argc - 2, argv + 2);
-	if (strcmp(command, "test") == 0)
-		return test_main(argc - 2, argv + 2);
+	status = run_tool(command, argc - 2, argv + 2);
+	if (status >= 0)
+		return status;
 	if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)
 		return print("restart-wrapper " RW_VERSION "\n");
 	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0)
