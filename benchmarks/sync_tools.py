@@ -51,11 +51,14 @@ def archive(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+TREE = "source tree (2,000 x 2 KiB)"  # also the tree `rm -rf` removes
+
+
 def cases() -> dict[str, bytes]:
     tree = {f"app/src/d{i % 100:03d}/f{i:04d}.go": os.urandom(2048) for i in range(2000)}
     return {
         "one edit (1 x 4 KiB)": archive({"app/data/greeting.txt": os.urandom(4096)}),
-        "source tree (2,000 x 2 KiB)": archive(tree),
+        TREE: archive(tree),
         "binary (1 x 64 MiB)": archive({"app/bin/server": os.urandom(64 << 20)}),
     }
 
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{'':30} {'GNU median':>11} {'ours median':>12} {'ours p95':>9} {'ours/GNU':>9}")
     with tempfile.TemporaryDirectory(prefix="sync-tools-bench-", dir=args.directory) as scratch:
-        for name, data in cases().items():
+        archives = cases()
+        for name, data in archives.items():
             times: dict[str, list[float]] = {tool: [] for tool in tools}
             targets = {tool: Path(scratch) / tool for tool in tools}
             for target in targets.values():
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets.values():
                 shutil.rmtree(target)
 
-        tree = cases()["source tree (2,000 x 2 KiB)"]
+        tree = archives[TREE]
         times = {tool: [] for tool in tools}
         for _ in range(max(3, args.rounds // 3)):
             for tool, (tar, rm) in tools.items():
