@@ -13,11 +13,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tests.support.live_update import WRAPPER, ScenarioFailure
+from tests.support.live_update import NO_GREETING, WRAPPER, ScenarioFailure
 from webhook.synctools import RUNTIME_DEFAULT_PATH
 from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, pod, wait_running
 
-NO_GREETING = "hello (no greeting file yet)"  # what examples/app/main.go says without the file
 TOOLS = "/restart-process/bin"
 
 

@@ -20,13 +20,12 @@ import uuid
 
 import pytest
 
-from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure, Start
+from tests.support.live_update import NO_GREETING, WRAPPER, Cluster, ScenarioFailure, Start
 from .pods import TIMINGS, program_of
 from .tilt import Tilt, crane_example_settings
 
 EXAMPLE = "tilt-crane"
 APP = "tilt-crane-app"  # the Deployment, Tilt's resource, the image repository and the opt-in
-NO_GREETING = "hello (no greeting file yet)"  # what examples/app/main.go says without the file
 
 
 @pytest.fixture(params=["scratch", "busybox"])

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "app" / "k8s.yaml"
 WRAPPER = "/restart-process/restart-wrapper"
 STARTED = re.compile(r'started pid=(\d+) greeting="(.*)"')
+NO_GREETING = "hello (no greeting file yet)"  # what examples/app/main.go says without the file
 
 
 class ScenarioFailure(AssertionError):

@@ -24,11 +24,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .harness import IS_ROOT
+
 NS = 1_000_000_000
 # Fixed times in the past, one with a nanosecond fraction: a restored mtime is told from "now".
 T0 = 1_600_000_000 * NS
 T1 = 1_500_000_000 * NS + 123_456_789
-IS_ROOT = os.geteuid() == 0
 GNU_TAR = "/usr/bin/tar"
 GOTAR_SOURCE = Path(__file__).with_name("gotar")
 

@@ -62,3 +62,19 @@ def multicall():
         yield directories
     finally:
         shutil.rmtree(base)
+
+
+@pytest.fixture
+def world_tmp():
+    """A fresh 0755 directory any uid can reach (pytest's tmp_path is under a 0700 directory);
+    read-only directories extracted or made in it are opened up again to remove it."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="restart-wrapper-test-"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["chmod", "-R", "u+rwX", str(path)], capture_output=True)
+    shutil.rmtree(path)

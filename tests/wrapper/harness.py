@@ -22,6 +22,10 @@ CHILD = [sys.executable, str(Path(__file__).with_name("child.py"))]
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 ENV = {**os.environ, **SANITIZER_ENV}
 ENV.pop("RESTART_WRAPPER_RESTART_FILE", None)  # `trigger` reads it; tests set it when they mean to
+# What a sanitizer build writes when it finds something ("Sanitizer" alone covers every kind).
+SANITIZER_REPORT = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Sanitizer")
+NOBODY = 65534  # the unprivileged uid (and gid) tests run the wrapper as
+IS_ROOT = os.geteuid() == 0
 
 # The one line the wrapper logs every time COMMAND ends: how, after how long, what happens next.
 END = re.compile(r"^restart-wrapper: (?P<command>\S+) (?:exited with status (?P<status>\d+)|"
@@ -148,3 +152,11 @@ def processes() -> dict[int, dict]:
 def alive(pid: int) -> bool:
     info = processes().get(pid)
     return info is not None and info["state"] != "Z"
+
+
+def tool_argv(multicall: dict[str, Path], variant: str, tool: str) -> list[str]:
+    """How to run TOOL (tar, rm, test) of one build in `multicall`: "static" or "asan" is
+    `restart-wrapper TOOL`; "static-as-TOOL" is the link named TOOL (argv[0] picks the job)."""
+    build, _, by_name = variant.partition("-as-")
+    directory = multicall[build]
+    return [str(directory / tool)] if by_name else [str(directory / "restart-wrapper"), tool]

@@ -5,13 +5,11 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from .harness import BUILD, ENV, cpu_ticks, ends, runnable_by_others
+from .harness import BUILD, ENV, NOBODY, cpu_ticks, ends, runnable_by_others
 
 # Exits with COMMAND's status, as the tests of statuses need (the default, rerun, runs it again).
 RESTART = "--exit-policy=restart"
@@ -92,26 +90,14 @@ def test_version_and_help(wrapper):
     assert helped.returncode == 0 and "--restart-file" in helped.stdout and "--exit-policy" in helped.stdout
 
 
-@pytest.fixture
-def shared_tmp():
-    """A directory the unprivileged user can reach (pytest's tmp_path is under a 0700 root directory)."""
-    path = Path(tempfile.mkdtemp(prefix="restart-wrapper-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
-NOBODY = 65534
-
-
 def run_as_nobody(binary, *args):
     return subprocess.run([str(binary), *args], capture_output=True, text=True, env=ENV, user=NOBODY,
                           group=NOBODY, cwd="/", timeout=20)
 
 
-def test_install_into_a_fresh_directory_as_non_root(wrapper, shared_tmp):
-    shared_tmp.chmod(0o777)
-    target = shared_tmp / "deep" / "restart-process"
+def test_install_into_a_fresh_directory_as_non_root(wrapper, world_tmp):
+    world_tmp.chmod(0o777)
+    target = world_tmp / "deep" / "restart-process"
     os.umask(0o077)  # a strict umask must not take the execute bits away
     try:
         with runnable_by_others(wrapper) as reachable:
@@ -132,9 +118,9 @@ def test_install_into_a_fresh_directory_as_non_root(wrapper, shared_tmp):
         assert os.readlink(target / "bin" / tool) == "../restart-wrapper"
 
 
-def test_install_reports_an_unwritable_directory(wrapper, shared_tmp):
+def test_install_reports_an_unwritable_directory(wrapper, world_tmp):
     with runnable_by_others(wrapper) as reachable:
-        result = run_as_nobody(reachable, "install", str(shared_tmp / "x"))
+        result = run_as_nobody(reachable, "install", str(world_tmp / "x"))
     assert result.returncode == 1 and "cannot create" in result.stderr
 
 

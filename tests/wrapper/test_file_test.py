@@ -13,14 +13,14 @@ import subprocess
 
 import pytest
 
-from .harness import ENV
+from .harness import ENV, tool_argv
 
 COREUTILS_TEST = "/usr/bin/test" if os.path.exists("/usr/bin/test") else shutil.which("test")
 
 
 @pytest.fixture(params=["static", "asan"])
 def ours(request, multicall):
-    return str(multicall[request.param] / "test")
+    return tool_argv(multicall, f"{request.param}-as-test", "test")[0]
 
 
 @pytest.fixture

@@ -13,20 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from . import archives as A
-from .harness import ENV
+from .harness import ENV, IS_ROOT, NOBODY, SANITIZER_REPORT, tool_argv
 
 GNU_RM = "/usr/bin/rm" if Path("/usr/bin/rm").exists() else shutil.which("rm")
 UNDER_TEST = os.environ.get("RM_UNDER_TEST")
-NOBODY = 65534
-IS_ROOT = os.geteuid() == 0
-SANITIZER_REPORT = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:")
 RM_ENV = {**ENV, "LC_ALL": "C", "LANG": "C"}
 RM_ENV.pop("POSIXLY_CORRECT", None)
 
@@ -34,21 +30,7 @@ RM_ENV.pop("POSIXLY_CORRECT", None)
 @pytest.fixture(params=["static", "static-as-rm", "asan"])
 def rm(request, multicall) -> list[str]:
     """Our rm, as `restart-wrapper rm` and through a symlink named rm (the multi-call name)."""
-    if UNDER_TEST:
-        return [UNDER_TEST]
-    build, _, as_rm = request.param.partition("-as-")
-    directory = multicall[build]
-    return [str(directory / "rm")] if as_rm else [str(directory / "restart-wrapper"), "rm"]
-
-
-@pytest.fixture
-def world_tmp():
-    """A fresh directory any uid can reach (pytest's tmp_path is under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="restart-wrapper-rm-"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["chmod", "-R", "u+rwx", str(path)], capture_output=True)
-    shutil.rmtree(path, ignore_errors=True)
+    return [UNDER_TEST] if UNDER_TEST else tool_argv(multicall, request.param, "rm")
 
 
 def run(argv, args, *, cwd, user=None, timeout=120) -> subprocess.CompletedProcess:

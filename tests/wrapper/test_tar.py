@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,13 +28,10 @@ import pytest
 
 from . import archives as A
 from .archives import Dir, Fifo, File, Hardlink, Symlink
-from .harness import ENV
+from .harness import ENV, IS_ROOT, NOBODY, SANITIZER_REPORT, tool_argv
 
 GNU_TAR = A.GNU_TAR
 UNDER_TEST = os.environ.get("TAR_UNDER_TEST")
-NOBODY = 65534
-IS_ROOT = A.IS_ROOT
-SANITIZER_REPORT = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:")
 # Tar reads its defaults from these; the messages compared are the C locale's.
 TAR_ENV = {k: v for k, v in ENV.items() if k not in ("TAR_OPTIONS", "TAPE", "POSIXLY_CORRECT", "LANGUAGE")}
 TAR_ENV.update(LC_ALL="C", LANG="C")
@@ -49,35 +45,19 @@ pytestmark = pytest.mark.skipif(not Path(GNU_TAR).exists(), reason="GNU tar (the
 @pytest.fixture(params=["static", "static-as-tar", "asan"])
 def tar(request, multicall) -> list[str]:
     """Our tar, as `restart-wrapper tar` and through a symlink named tar (the multi-call name)."""
-    if UNDER_TEST:
-        return [UNDER_TEST]
-    build, _, as_tar = request.param.partition("-as-")
-    directory = multicall[build]
-    return [str(directory / "tar")] if as_tar else [str(directory / "restart-wrapper"), "tar"]
+    return [UNDER_TEST] if UNDER_TEST else tool_argv(multicall, request.param, "tar")
 
 
 @pytest.fixture(params=["static", "asan"])
 def ours(request, multicall) -> list[str]:
     """Our build only: for what the contract promises beyond GNU tar."""
-    if UNDER_TEST:
-        return [UNDER_TEST]
-    return [str(multicall[request.param] / "restart-wrapper"), "tar"]
+    return [UNDER_TEST] if UNDER_TEST else tool_argv(multicall, request.param, "tar")
 
 
 @pytest.fixture(params=["openat2", "fallback"])
 def resolver(request) -> dict[str, str]:
     """The environment choosing the path resolver: openat2, or the one for kernels without it."""
     return FALLBACK if request.param == "fallback" else {}
-
-
-@pytest.fixture
-def world_tmp():
-    """A fresh directory any uid can reach (pytest's tmp_path is under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="restart-wrapper-tar-"))
-    path.chmod(0o755)
-    yield path
-    subprocess.run(["chmod", "-R", "u+rwX", str(path)], capture_output=True)  # read-only directories extracted
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def user_kwargs(user: str | None) -> dict:
@@ -624,6 +604,13 @@ class Escape:
         st = os.lstat(self.target)
         return A.snapshot(self.base, skip=("target",)) | {"target": (st.st_mode, st.st_uid, st.st_gid, st.st_ino)}
 
+    def prepare(self, setup) -> None:
+        """setup(target): what is already in the target before extracting; the snapshot of
+        everything beside it is taken again afterwards."""
+        if setup:
+            setup(self.target)
+            self.before = self.around()
+
     def assert_untouched(self, what: str) -> None:
         after = self.around()
         changed = sorted(k for k in set(self.before) | set(after) if self.before.get(k) != after.get(k))
@@ -660,9 +647,7 @@ def escapes(o: Path) -> dict:
 def test_no_write_lands_outside_the_directory(ours, resolver, world_tmp, case):
     box = Escape(world_tmp)
     entries, setup = escapes(box.outside)[case]
-    if setup:
-        setup(box.target)
-        box.before = box.around()
+    box.prepare(setup)
     for fmt in ("gnu", "pax"):
         result = run(ours, COMMANDS["tilt"](box.target), A.python(entries, fmt), env=resolver)
         assert result.returncode == 2, f"{case} ({fmt}): exited {result.returncode}\n{result.err}"
@@ -685,9 +670,7 @@ def test_symlinks_to_outside_are_replaced_never_written_through(ours, resolver, 
                                      Dir("t", 0o777, A.T1)], None),
     }
     entries, setup = cases[case]
-    if setup:
-        setup(box.target)
-        box.before = box.around()
+    box.prepare(setup)
     result = run(ours, COMMANDS["tilt"](box.target), A.python(entries, "pax"), env=resolver)
     box.assert_untouched(case)
     assert result.returncode in (0, 2), result.err
@@ -719,9 +702,7 @@ def test_symlinks_that_stay_inside_are_followed(ours, resolver, world_tmp, case)
         "dotdot-staying-inside": ([Dir("a"), Dir("real"), Symlink("a/up", "../real"), File("a/up/x", b"in")], None),
     }
     entries, setup = setups[case]
-    if setup:
-        setup(box.target)
-        box.before = box.around()
+    box.prepare(setup)
     result = run(ours, COMMANDS["tilt"](box.target), A.python(entries, "gnu"), env=resolver)
     box.assert_untouched(case)
     if resolver:

@@ -31,7 +31,7 @@ import pytest
 
 from . import archives as A
 from .archives import Dir, Fifo, File, Hardlink, Symlink
-from .harness import ENV
+from .harness import ENV, IS_ROOT, NOBODY, SANITIZER_REPORT
 
 SEED = int(os.environ.get("TAR_FUZZ_SEED", "1127"))
 STATIC_CASES = int(os.environ.get("TAR_FUZZ_CASES", "4000"))
@@ -39,9 +39,6 @@ ASAN_CASES = max(1, STATIC_CASES // 6)
 CASES = {"static": STATIC_CASES, "asan": ASAN_CASES}
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 TIMEOUT = 20  # seconds for one case: a hang fails the test
-NOBODY = 65534
-IS_ROOT = os.geteuid() == 0
-SANITIZER_REPORT = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Sanitizer")
 FUZZ_ENV = {k: v for k, v in ENV.items() if k not in ("TAR_OPTIONS", "TAPE")} | {"LC_ALL": "C"}
 COMMANDS = [
     lambda d: ["-C", d, "-x", "-f", "-"],
