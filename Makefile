@@ -15,29 +15,35 @@ MUSL_CC = $(shell command -v musl-gcc 2>/dev/null)
 WRAPPER_CC = $(if $(MUSL_CC),$(MUSL_CC),$(CC))
 SMALL := -Os -static -s -ffunction-sections -fdata-sections -Wl,--gc-sections -fno-asynchronous-unwind-tables
 
-.PHONY: run test e2e wrapper wrapper-asan wrapper-image packages control-plane tools tilt bench clean
+.PHONY: run test e2e wrapper wrapper-asan wrapper-image packages control-plane runtime tools tilt bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/restart-process serve --host 127.0.0.1 --port 8443
 
-test: packages $(VENV)/.installed wrapper wrapper-asan control-plane tools tilt
+test: packages $(VENV)/.installed wrapper wrapper-asan control-plane runtime tools tilt
 	$(BIN)/pytest
 
 # kind end to end (needs Docker, kind, kubectl): images, chart, example app, two restarts.
 e2e: $(VENV)/.installed control-plane
 	$(BIN)/pytest -m e2e -rs tests/e2e
 
-# kube-apiserver, kube-controller-manager, etcd and helm for the integration tests, and kubelet,
-# kube-scheduler and kubectl for the node tests, built once into ~/.cache from the Go module
-# proxy (about 11 minutes on 2 busy cores the first time, in one go build). Binaries from envtest
-# (KUBEBUILDER_ASSETS, TEST_ASSET_*) are used instead when those are set.
-KUBERNETES_BINARIES := kube-apiserver kube-controller-manager etcd helm kubelet kube-scheduler kubectl
+# kube-apiserver, kube-controller-manager, etcd and helm for the integration tests, kubelet,
+# kube-scheduler and kubectl for the node tests, and kubeadm and kube-proxy for the kind node
+# image, built once into ~/.cache from the Go module proxy (about 11 minutes on 2 busy cores the
+# first time, in one go build). Binaries from envtest (KUBEBUILDER_ASSETS, TEST_ASSET_*) are used
+# instead when those are set.
+KUBERNETES_BINARIES := kube-apiserver kube-controller-manager etcd helm kubelet kube-scheduler kubectl kubeadm kube-proxy
 control-plane:
 	@if [ -n "$$KUBEBUILDER_ASSETS$$TEST_ASSET_KUBE_APISERVER" ]; then \
 	  echo "control-plane: using binaries from KUBEBUILDER_ASSETS / TEST_ASSET_*"; \
 	else hack/build-control-plane.sh $(KUBERNETES_BINARIES) >/dev/null; fi
 
-# crane (images without Docker) and actionlint (the GitHub workflow), from the Go module proxy.
+# containerd 2, runc (with seccomp), crictl and the CNI plugins, from the Go module proxy: the node
+# tests' default runtime and the kind node image's (about 3 minutes the first time).
+runtime: packages
+	@hack/build-runtime.sh >/dev/null
+
+# crane (images without Docker), actionlint (the GitHub workflow) and kind, from the Go module proxy.
 tools:
 	@hack/build-tools.sh >/dev/null
 
@@ -52,10 +58,12 @@ wrapper-image: $(BUILD)/restart-wrapper
 	@test -n "$(IMAGE)" || { echo "usage: make wrapper-image IMAGE=REGISTRY/REPOSITORY:TAG [INSECURE=1]" >&2; exit 2; }
 	hack/push-wrapper-image.sh "$(IMAGE)"
 
-# The node tests' runtime is Debian's: containerd 1.6, runc 1.1, the CNI plugins, busybox-static.
+# The node tests' second runtime is Debian's: containerd 1.6, runc 1.1, the CNI plugins,
+# busybox-static. runc 1.4 for containerd 2 links libseccomp (cgo, found with pkg-config).
 packages:
 	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr shellcheck:shellcheck docker-registry:docker-registry \
-	  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static ip:iproute2
+	  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static ip:iproute2 \
+	  /usr/include/seccomp.h:libseccomp-dev pkg-config:pkg-config
 
 $(VENV)/.installed: pyproject.toml VERSION
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

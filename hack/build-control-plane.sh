@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-controller-manager, etcd and helm -- and, for the node tests,
-# kubelet, kube-scheduler and kubectl -- from the Go module proxy into a cache outside the
-# repository, keyed by version. Does nothing when they are there.
+# kubelet, kube-scheduler and kubectl; for the kind node image, kubeadm and kube-proxy -- from
+# the Go module proxy into a cache outside the repository, keyed by version. Does nothing when
+# they are there.
 #
 #   hack/build-control-plane.sh            build what is missing of the control plane, print the bin directory
-#   hack/build-control-plane.sh NAME...    the same for these (any of the seven above)
+#   hack/build-control-plane.sh NAME...    the same for these (any of the nine above)
 #
 # Why not `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.x`: k8s.io/kubernetes replaces
 # its staging modules (k8s.io/api, k8s.io/apiserver, ...) with local paths, which go install
@@ -20,7 +21,7 @@ cache=${RESTART_PROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/restart-process-w
 bin="$cache/control-plane-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 log() { echo "build-control-plane: $*" >&2; }
 
-kubernetes_commands=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl)
+kubernetes_commands=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl kubeadm kube-proxy)
 if [ "$#" -gt 0 ]; then wanted=("$@"); else wanted=(kube-apiserver kube-controller-manager etcd helm); fi
 for name in "${wanted[@]}"; do
   case " ${kubernetes_commands[*]} etcd helm " in

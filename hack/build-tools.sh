@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build crane (go-containerregistry) and actionlint from the Go module proxy into the same cache
-# as the control plane, keyed by version. Does nothing when they are there.
+# Build crane (go-containerregistry), actionlint and kind from the Go module proxy into the same
+# cache as the control plane, keyed by version. Does nothing when they are there.
 #
 #   hack/build-tools.sh            build what is missing, print the bin directory
 #   hack/build-tools.sh crane      the same, for one of them
 #
-# Neither module has replace directives, so `go install module/cmd/x@version` builds them as
-# released. TEST_ASSET_CRANE / TEST_ASSET_ACTIONLINT (envtest-style) name binaries to use instead;
+# None of these modules has replace directives, so `go install module/cmd/x@version` builds them as
+# released. TEST_ASSET_CRANE / TEST_ASSET_ACTIONLINT / TEST_ASSET_KIND (envtest-style) name binaries to use instead;
 # the callers check those, not this script.
 set -euo pipefail
 
@@ -14,14 +14,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/versions.env
 . "$here/versions.env"
 cache=${RESTART_PROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/restart-process-webhook}
-bin="$cache/tools-crane-$CRANE_VERSION-actionlint-$ACTIONLINT_VERSION"
+bin="$cache/tools-crane-$CRANE_VERSION-actionlint-$ACTIONLINT_VERSION-kind-$KIND_VERSION"
 log() { echo "build-tools: $*" >&2; }
 
 declare -A module=(
   [crane]="github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
   [actionlint]="github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  [kind]="sigs.k8s.io/kind@$KIND_VERSION"
 )
-if [ "$#" -gt 0 ]; then wanted=("$@"); else wanted=(crane actionlint); fi
+if [ "$#" -gt 0 ]; then wanted=("$@"); else wanted=(crane actionlint kind); fi
 missing=()
 for name in "${wanted[@]}"; do
   [ -n "${module[$name]:-}" ] || { log "cannot build $name"; exit 2; }

@@ -3,6 +3,11 @@ runc, kubelet), the local registry with the test images, and the real webhook re
 
 Marker `node` (`pytest -m node`). They need root (containerd, mounts, cgroups); without it
 they are skipped with that reason.
+
+Every test runs on a containerd 2 node; a test marked `both_runtimes` runs on a containerd 1.6
+node as well (its own control plane, node and webhook, after the containerd 2 ones stop): the
+behaviours that depend on the runtime -- the default PATH, the image config, the trigger volume,
+`kubectl cp`, and which delivery `auto` chooses.
 """
 
 from __future__ import annotations
@@ -22,10 +27,23 @@ from tests.support.webhook_server import WebhookServer, wait_for_mutation
 from tests.support.live_update import Cluster
 from tests.support.registry import Registry
 from .images import ImageBuilder
-from .node import Node, NodeControlPlane, clean_stale
+from .node import CONTAINERD_2, RUNTIMES, Node, NodeControlPlane, clean_stale
 from .pods import TIMINGS, timed
 
-REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")
+REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")  # Debian's: containerd 1.6
+
+
+def pytest_generate_tests(metafunc):
+    if "node_runtime" in metafunc.fixturenames:
+        runtimes = RUNTIMES if metafunc.definition.get_closest_marker("both_runtimes") else (CONTAINERD_2,)
+        metafunc.parametrize("node_runtime", runtimes, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def node_runtime(request) -> str:
+    """Which containerd the node runs (tests/node/node.py's RUNTIMES). pytest groups the tests by
+    it, so each runtime's control plane, node and webhook run once, one runtime after the other."""
+    return request.param
 
 
 def pytest_collection_modifyitems(items):
@@ -73,15 +91,15 @@ def node_images(node_registry, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def node_plane():
+def node_plane(node_runtime):
     why = _why_not()
     if why:
         pytest.skip(why)
     clean_stale()
-    with timed("control plane"):
+    with timed(f"control plane ({node_runtime})"):
         plane = NodeControlPlane().start()
     yield plane
-    with timed("control plane stop"):
+    with timed(f"control plane stop ({node_runtime})"):
         plane.stop()
 
 
@@ -96,16 +114,16 @@ def node_core(node_api):
 
 
 @pytest.fixture(scope="session")
-def node(node_plane, node_registry, node_images):
-    with timed("node Ready"):
-        real = Node(node_plane, node_registry.host, node_images.pause).start()
+def node(node_runtime, node_plane, node_registry, node_images):
+    with timed(f"node Ready ({node_runtime})"):
+        real = Node(node_plane, node_registry.host, node_images.pause, node_runtime).start()
     yield real
-    with timed("node stop and clean-up"):
+    with timed(f"node stop and clean-up ({node_runtime})"):
         real.stop()
 
 
 @pytest.fixture(scope="session")
-def node_webhook(node_images):
+def node_webhook(node_plane, node_images):
     server = WebhookServer("--wrapper-image", node_images.wrapper).start()
     yield server
     server.close()

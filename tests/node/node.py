@@ -19,6 +19,11 @@ earlier run whose PID is gone left behind (clean_stale).
 Pods get their own network namespaces on a CNI bridge that has no address on the host and no
 masquerading: nothing routes between them and anything else. The API server reaches the kubelet
 (logs, exec, cp) as "localhost" on a loopback port.
+
+Two runtimes (RUNTIMES): containerd 2 with runc 1.4, built from the Go module proxy by
+hack/build-runtime.sh -- what kind's node images and Kubernetes 1.36 need, and the only one of the
+two with image volumes (KEP-4639) -- and Debian's containerd 1.6 with runc 1.1, which Kubernetes
+1.35 still accepts. The node suite runs on containerd 2; tests marked `both_runtimes` run on 1.6 too.
 """
 
 from __future__ import annotations
@@ -186,15 +191,22 @@ def _clean(directory: Path, cgroup_root: str, bridge: str, remove_directory: boo
         shutil.rmtree(directory, ignore_errors=True)
 
 
+CONTAINERD_2 = "containerd-2"
+CONTAINERD_1_6 = "containerd-1.6"
+RUNTIMES = (CONTAINERD_2, CONTAINERD_1_6)
+
+
 class Node:
     """`start()` joins a node named "localhost" to `control_plane` and waits until it is Ready;
     always `stop()`. `registry` is host:port of the plain-HTTP registry containerd pulls from,
-    `sandbox_image` the pause image there."""
+    `sandbox_image` the pause image there, `runtime` one of RUNTIMES."""
 
-    def __init__(self, control_plane: ControlPlane, registry: str, sandbox_image: str):
+    def __init__(self, control_plane: ControlPlane, registry: str, sandbox_image: str, runtime: str = CONTAINERD_2):
+        assert runtime in RUNTIMES, runtime
         self.control_plane = control_plane
         self.registry = registry
         self.sandbox_image = sandbox_image
+        self.runtime = runtime
         pid = os.getpid()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{pid}-"))
         self.cgroup_root = f"/{PREFIX}{pid}"
@@ -208,7 +220,10 @@ class Node:
         try:
             self._write_config()
             self._make_cgroup_root()
-            env = {**os.environ, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            if self.runtime == CONTAINERD_2:  # its containerd and, on containerd's PATH, its own shim
+                path = f"{find_binary('containerd').parent}:{path}"
+            env = {**os.environ, "PATH": path,
                    "KUBELET": str(find_binary("kubelet")), "KUBECONFIG": str(self.control_plane.kubeconfig)}
             self.log = open(self.dir / "node.log", "wb")
             # The janitor (this module's main) runs the node and cleans up after it. It is in a
@@ -254,37 +269,8 @@ class Node:
         (d / "kubelet.key").write_bytes(key)
         (d / "kubelet.crt").write_bytes(cert)
 
-        # containerd 1.6 (Debian's): its own root, state and socket; the CRI plugin pulls the pause
-        # image from the test registry; restrict_oom_score_adj because the sandbox's -998 needs
-        # CAP_SYS_RESOURCE (without it runc fails: "can't get final child's PID from pipe: EOF").
-        (d / "containerd.toml").write_text(f"""\
-version = 2
-root = "{d}/containerd/root"
-state = "{d}/containerd/state"
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "{d}/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{self.sandbox_image}"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  netns_mounts_under_state_dir = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{d}/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{d}/certs.d"
-""")
+        (d / "containerd.toml").write_text(
+            self._containerd_2_config() if self.runtime == CONTAINERD_2 else self._containerd_1_6_config())
         hosts = d / "certs.d" / self.registry
         hosts.mkdir(parents=True)
         (hosts / "hosts.toml").write_text(f'server = "http://{self.registry}"\n'
@@ -320,6 +306,86 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "serializeImagePulls": False,
             "nodeStatusUpdateFrequency": "4s",
         }))
+
+    # Both configurations: containerd's own root, state and socket under the node's directory; the
+    # CRI plugin pulls the pause image from the test registry (certs.d: plain HTTP); the stream
+    # server on loopback; restrict_oom_score_adj because the sandbox's -998 needs CAP_SYS_RESOURCE
+    # (without it runc fails: "can't get final child's PID from pipe: EOF"); cgroupfs, no systemd.
+
+    def _containerd_2_config(self) -> str:
+        """containerd 2's configuration (version 3): the CRI plugin is split into images, runtime
+        and the gRPC service, and the CNI plugins come from bin_dirs."""
+        d = self.dir
+        runc = find_binary("runc")
+        cni = find_binary("containerd").parent / "cni"
+        return f"""\
+version = 3
+root = "{d}/containerd/root"
+state = "{d}/containerd/state"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs",
+  "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.nri.v1.nri"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{self.sandbox_image}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{d}/certs.d"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_cdi = false
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "{runc}"
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{cni}"]
+    conf_dir = "{d}/cni"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"""
+
+    def _containerd_1_6_config(self) -> str:
+        """Debian's containerd 1.6 (version 2): one CRI plugin, Debian's runc and CNI plugins."""
+        d = self.dir
+        return f"""\
+version = 2
+root = "{d}/containerd/root"
+state = "{d}/containerd/state"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{d}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{self.sandbox_image}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
+"""
 
     def _make_cgroup_root(self) -> None:
         """The kubelet wants its --cgroup-root to exist; cpuset's needs its parent's CPUs and nodes."""

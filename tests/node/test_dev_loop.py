@@ -3,6 +3,8 @@ while the program is down, the image's stop signal, and a synced environment fil
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 import subprocess
@@ -115,6 +117,7 @@ GRACEFUL_ON_WINCH = ('trap "echo program got WINCH; exit 0" WINCH; trap "echo pr
                      'echo "program started pid=$$"; while :; do sleep 0.2; done')
 
 
+@pytest.mark.both_runtimes
 def test_the_images_stop_signal_stops_the_program_for_restarts_and_deletion(cluster, node_images):
     image = node_images.builder.push(Image(
         "graceful-on-winch", [*busybox_entries(), Entry("tmp", mode=0o1777, directory=True)],

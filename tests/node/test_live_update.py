@@ -14,6 +14,7 @@ from tests.support.live_update import WRAPPER, ScenarioFailure, deploy, example_
 from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, pod, program_of, wait_running, wrapped
 
 
+@pytest.mark.both_runtimes
 def test_a_deployment_without_command_runs_through_the_wrapper(restricted, node_images):
     """Through kube-controller-manager and kube-scheduler, with only the `images` annotation:
     the webhook reads ENTRYPOINT from the local registry, the init container installs the wrapper
@@ -39,6 +40,7 @@ def test_a_deployment_without_command_runs_through_the_wrapper(restricted, node_
     assert start.pid != 1, "the program is PID 1: it is not running under the wrapper"
 
 
+@pytest.mark.both_runtimes
 def test_the_tilt_way_kubectl_cp_then_trigger(restricted, node_images):
     evidence = tilt_way(restricted, node_images.app)
     assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1]
@@ -66,6 +68,7 @@ def test_trigger_in_an_image_with_no_shell_and_no_tmp(restricted, node_images):
     _trigger_restarts(restricted, "scratch")
 
 
+@pytest.mark.both_runtimes
 def test_trigger_with_a_read_only_root_filesystem_and_an_arbitrary_uid(restricted, node_images):
     """As OpenShift runs pods: a uid from the namespace's range, and a read-only root."""
     manifest = pod("readonly", node_images.app, command=["/app/bin/example"],

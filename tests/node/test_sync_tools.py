@@ -10,6 +10,8 @@ none. The image holds the example app and its data directory, nothing else.
 
 from __future__ import annotations
 
+import pytest
+
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def _env(spec: dict) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in spec["containers"][0].get("env") or []}
 
 
+@pytest.mark.both_runtimes
 def test_kubectl_cp_and_rm_in_an_image_with_only_a_static_program(restricted, node_images):
     cluster = restricted
     cluster.apply(_scratch_pod("bare", node_images.scratch_app))
@@ -78,6 +81,7 @@ def test_without_the_sync_tools_the_image_has_no_tar(restricted, node_images):
     cluster.exec("no-tools", f"{TOOLS}/rm", "-f", "/app/data/nothing")
 
 
+@pytest.mark.both_runtimes
 def test_the_image_path_runtime_default_is_what_the_webhook_appends_to(cluster, node_images):
     """The seam: for an image whose config sets no PATH, the webhook writes the runtime's default
     PATH plus the tools. containerd must give an unwrapped container exactly that default, or the

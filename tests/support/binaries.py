@@ -11,12 +11,17 @@ from pathlib import Path
 
 from .paths import ROOT
 
-KUBERNETES = ("kube-apiserver", "kube-controller-manager", "etcd", "helm", "kubelet", "kube-scheduler", "kubectl")
+KUBERNETES = ("kube-apiserver", "kube-controller-manager", "etcd", "helm", "kubelet", "kube-scheduler", "kubectl",
+              "kubeadm", "kube-proxy")
+# containerd v2 and what goes with it; the CNI plugins are in the cni/ directory beside them.
+RUNTIME = ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "crictl")
 # name -> the script (and its arguments) that builds it
 BUILDERS = {
     **{name: ("build-control-plane.sh", name) for name in KUBERNETES},
     "crane": ("build-tools.sh", "crane"),
     "actionlint": ("build-tools.sh", "actionlint"),
+    "kind": ("build-tools.sh", "kind"),
+    **{name: ("build-runtime.sh",) for name in RUNTIME},
     "tilt": ("build-tilt.sh",),
 }
 
