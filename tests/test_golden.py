@@ -5,14 +5,14 @@ import os
 import pytest
 import yaml
 
-from tests.support.golden import expected_output, expected_warnings, image_configs, inputs, run_inject
+from tests.support.golden import cluster_facts, expected_output, expected_warnings, image_configs, inputs, run_inject
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 @pytest.mark.parametrize("case", inputs(), ids=lambda p: p.name)
 def test_golden_output(case):
-    code, out, err = run_inject(case, images=image_configs(case))
+    code, out, err = run_inject(case, images=image_configs(case), facts=cluster_facts(case))
     assert code == 0, err
     if UPDATE:
         expected_output(case).write_text(out)
@@ -32,7 +32,7 @@ def test_golden_is_idempotent(case, tmp_path):
     """Injecting into the injected output changes nothing: safe under reinvocationPolicy: IfNeeded."""
     once = tmp_path / "once.yaml"
     once.write_text(expected_output(case).read_text())
-    code, twice, err = run_inject(once, images=image_configs(case))
+    code, twice, err = run_inject(once, images=image_configs(case), facts=cluster_facts(case))
     assert code == 0, err
     assert list(yaml.safe_load_all(twice)) == list(yaml.safe_load_all(once.read_text()))
 

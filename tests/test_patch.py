@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.golden import expected_output, image_configs, inputs, run_inject
+from tests.support.golden import cluster_facts, expected_output, image_configs, inputs, read_facts, run_inject
 from webhook.config import InjectorConfig
 from webhook.inject import read_image_configs
 from webhook.mutate import mutate_pod
@@ -86,7 +86,8 @@ def test_golden_mutations_are_additions():
             continue
         pod = documents[0]
         configs = read_image_configs(str(image_configs(case))) if image_configs(case).exists() else None
-        mutation = mutate_pod(pod, config, image_configs=configs)
+        facts = read_facts(cluster_facts(case)) if cluster_facts(case).exists() else None
+        mutation = mutate_pod(pod, config, image_configs=configs, facts=facts)
         assert patched(pod, mutation.patch) == jsonpatch.apply_patch(copy.deepcopy(pod), list(mutation.patch))
         if mutation.patch:
             checked += 1

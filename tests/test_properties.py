@@ -20,8 +20,10 @@ json_values = st.recursive(
     max_leaves=20,
 )
 keys = ["enabled", "containers", "images", "entrypoint", "restart-file", "watch", "exit-policy",
-        "stop-signal", "stop-timeout", "debounce", "injected", "entrypoint.app", "watch.b", "bogus"]
-annotation_values = st.sampled_from(["true", "false", "app", "a,b", "/x", "5s", "TERM", '["/a"]', "", "continue"]) | json_values
+        "stop-signal", "stop-timeout", "debounce", "injected", "entrypoint.app", "watch.b", "bogus", "delivery",
+        "delivery.app"]
+annotation_values = st.sampled_from(["true", "false", "app", "a,b", "/x", "5s", "TERM", '["/a"]', "", "continue",
+                                     "image-volume", "init-container", "auto"]) | json_values
 annotations = st.dictionaries(st.sampled_from(keys).map(lambda k: f"restart-process.dev/{k}"), annotation_values, max_size=5)
 containers = st.lists(
     st.fixed_dictionaries(

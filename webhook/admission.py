@@ -2,8 +2,8 @@
 
     review = parse_review(body)          # once; BadReview -> the HTTP shell answers 400
     plan = plan_review(review, config)   # once; never raises
-    ...the shell looks up plan.lookups...
-    answer, report = respond(review, plan, config, image_configs)   # never raises
+    ...the shell looks up plan.lookups, and takes the cluster's facts...
+    answer, report = respond(review, plan, config, image_configs, facts)   # never raises
 
 Anything that goes wrong after the review is known to be valid fails open: the pod is allowed
 unchanged, with a warning, and the error is handed back for logging.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import orjson
 
 from .config import InjectorConfig
+from .delivery import ClusterFacts
 from .mutate import ImageConfigs, apply
 from .plan import Outcome, Plan, plan_pod
 
@@ -57,6 +58,7 @@ class Report:
     wrapped: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     error: BaseException | None = None
+    delivery: str | None = None  # how the wrapper reached the pod, when injected
 
 
 def parse_review(body: object) -> Review:
@@ -88,21 +90,23 @@ def plan_review(review: Review, config: InjectorConfig) -> Plan | Failed | None:
 
 
 def respond(review: Review, plan: Plan | Failed | None, config: InjectorConfig,
-            image_configs: ImageConfigs | None = None) -> tuple[dict, Report]:
-    """The AdmissionReview to send back. `image_configs`: the registry's answers for `plan.lookups`."""
+            image_configs: ImageConfigs | None = None, facts: ClusterFacts | None = None) -> tuple[dict, Report]:
+    """The AdmissionReview to send back. `image_configs`: the registry's answers for `plan.lookups`;
+    `facts`: what the webhook knows of the cluster, for the delivery (None: nothing, as offline)."""
     if plan is None:
         return _response(review), Report(review.uid, Outcome.SKIPPED, review.namespace)
     name = _pod_name(review.pod)
     try:
         if isinstance(plan, Failed):
             raise plan.error
-        mutation = apply(plan, config, image_configs)
+        mutation = apply(plan, config, image_configs, facts)
         patch = list(mutation.patch)
     except Exception as error:  # fail open, loudly
         return (_response(review, warnings=[INTERNAL_ERROR]),
                 Report(review.uid, Outcome.ERROR, review.namespace, name, (), (INTERNAL_ERROR,), error))
     return (_response(review, patch, list(mutation.warnings)),
-            Report(review.uid, mutation.outcome, review.namespace, name, mutation.wrapped, mutation.warnings))
+            Report(review.uid, mutation.outcome, review.namespace, name, mutation.wrapped, mutation.warnings,
+                   delivery=mutation.delivery))
 
 
 def _is_pod_create(request: dict) -> bool:

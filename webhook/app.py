@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from . import admission
 from .logs import admission_line
 from .config import InjectorConfig
+from .delivery import Delivery
 from .lookup import ImageLookup
 from .plan import Outcome, Plan
 
@@ -33,9 +34,12 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None) -> FastAPI:
+def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None,
+               cluster=None) -> FastAPI:
     """`ready` says whether a serving certificate is loaded (the server's TLS shell knows);
-    `lookup` reads the image configs plans need from registries (None: never)."""
+    `lookup` reads the image configs plans need from registries (None: never); `cluster` gives
+    the cluster's facts for the delivery choice (`clusterfacts.ClusterWatch` or `FixedFacts`;
+    None: no cluster, as `inject` renders)."""
     app = FastAPI(title="restart-process-webhook", docs_url=None, redoc_url=None, openapi_url=None)
     registry = CollectorRegistry()
     admissions = Counter(
@@ -65,10 +69,13 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True,
         except admission.BadReview as error:
             return _error(400, str(error))
         plan = admission.plan_review(review, config)
-        image_configs = None
+        image_configs = facts = None
         if lookup is not None and isinstance(plan, Plan) and plan.lookups:
             image_configs = await lookup.for_plan(plan, review.namespace)
-        answer, report = admission.respond(review, plan, config, image_configs)
+        if cluster is not None and isinstance(plan, Plan) and plan.candidates and (
+                (plan.delivery or config.delivery) != Delivery.INIT_CONTAINER):
+            facts = await cluster.facts_for(plan.namespace)
+        answer, report = admission.respond(review, plan, config, image_configs, facts)
         elapsed = time.perf_counter() - started
         outcomes[report.outcome].inc()
         latency.observe(elapsed)
@@ -129,6 +136,7 @@ def _log(report: admission.Report, elapsed: float) -> None:
         "pod": report.pod,
         "outcome": report.outcome,
         "wrapped": list(report.wrapped),
+        "delivery": report.delivery,
         "warnings": list(report.warnings),
         "duration_ms": round(elapsed * 1000, 3),
     }

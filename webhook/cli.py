@@ -23,7 +23,7 @@ from .config import (
     ServeSettings,
     TLSSettings,
 )
-from .contract import DEFAULT_PREFIX, InvalidValue, parse_exit_policy, parse_liveness_probe
+from .contract import DEFAULT_PREFIX, InvalidValue, parse_delivery, parse_exit_policy, parse_liveness_probe
 
 ENV_PREFIX = "RESTART_PROCESS_"
 TLS_MODES = ("files", "self-managed")
@@ -107,6 +107,7 @@ def _injector_config(args: argparse.Namespace) -> InjectorConfig:
         volume_size_limit=args.volume_size_limit,
         default_exit_policy=args.default_exit_policy,
         default_liveness_probe=args.default_liveness_probe,
+        delivery=args.delivery,
     )
 
 
@@ -176,8 +177,9 @@ def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
-    _flag(parser, "wrapper-image", DEFAULT_WRAPPER_IMAGE, "image of the init container that installs the wrapper")
-    _flag(parser, "wrapper-image-pull-policy", "IfNotPresent", "imagePullPolicy of that init container")
+    _flag(parser, "wrapper-image", DEFAULT_WRAPPER_IMAGE,
+          "the wrapper image: of the init container that installs the wrapper, or mounted as an image volume")
+    _flag(parser, "wrapper-image-pull-policy", "IfNotPresent", "pull policy of that init container or image volume")
     _flag(parser, "annotation-prefix", DEFAULT_PREFIX, "annotation prefix (the part before the /)")
     _flag(parser, "excluded-namespaces", "", "comma-separated namespaces never mutated, besides kube-system and kube-public")
     defaults = InjectorConfig()
@@ -189,6 +191,9 @@ def _add_injection_flags(parser: argparse.ArgumentParser) -> None:
     _flag(parser, "default-liveness-probe", defaults.default_liveness_probe,
           "what to do with a wrapped container's livenessProbe when the pod does not say: keep (with a warning), "
           "remove or relax", type=_choice(parse_liveness_probe))
+    _flag(parser, "delivery", defaults.delivery, "how the wrapper reaches pods that do not say: auto (an image volume "
+          "where the cluster takes one, else the init container; inject: the init container), image-volume or "
+          "init-container", type=_choice(parse_delivery))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -213,7 +218,9 @@ def _parser() -> argparse.ArgumentParser:
           "self-managed: the MutatingWebhookConfiguration whose caBundle to keep current")
     _flag(serve_parser, "service-name", "restart-process-webhook", "self-managed: the Service the certificate is for")
     _flag(serve_parser, "namespace", None, "self-managed: our namespace (default: POD_NAMESPACE, or the pod's own)")
-    _flag(serve_parser, "kubeconfig", None, "self-managed: kubeconfig file (default: in-cluster configuration)")
+    _flag(serve_parser, "kubeconfig", None, "kubeconfig file for the API server, when one is needed (self-managed TLS, "
+          "registry credentials or local-registry discovery, delivery auto or image-volume; default: in-cluster "
+          "configuration)")
     _flag(serve_parser, "tls-check-interval", 30.0,
           "self-managed: seconds between checks of Secret, expiry and caBundle", type=float)
     _flag(serve_parser, "log-level", "info", "debug, info, warning or error")

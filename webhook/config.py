@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .contract import DEFAULT_PREFIX
+from .delivery import Delivery
 
 DEFAULT_WRAPPER_IMAGE = f"restart-process/restart-wrapper:{__version__}"
 ALWAYS_EXCLUDED_NAMESPACES = frozenset({"kube-system", "kube-public"})
@@ -27,6 +28,8 @@ class InjectorConfig:
     # For pods that do not choose: None leaves the wrapper's own default (rerun).
     default_exit_policy: str | None = None
     default_liveness_probe: str = "keep"
+    # How the wrapper reaches pods that do not say (restart-process.dev/delivery); see `delivery`.
+    delivery: Delivery = Delivery.AUTO
     init_resources: dict = field(
         default_factory=lambda: {
             "requests": {"cpu": "10m", "memory": "16Mi"},

@@ -17,6 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from .delivery import Delivery
 from .names import STATUS
 
 DEFAULT_PREFIX = "restart-process.dev"
@@ -38,6 +39,12 @@ LIVENESS_PROBE = "liveness-probe"
 SYNC_TOOLS = "sync-tools"
 SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE, ENV_FILE,
                 LIVENESS_PROBE, SYNC_TOOLS)
+# How the wrapper reaches the pod (`delivery`): pod-wide only, one choice for all its containers.
+# A pod may choose because the webhook cannot see everything that refuses an image volume: the
+# cluster-wide default Pod Security level (AdmissionConfiguration), policy engines (Kyverno,
+# Gatekeeper) that restrict volume types. `init-container` is the way out.
+DELIVERY = "delivery"
+POD_KEYS = (DELIVERY,)
 
 # rerun: run the program again in place after a back-off (the wrapper's default);
 # restart: exit, so the kubelet restarts the container; continue: wait for the next change.
@@ -96,6 +103,7 @@ class Contract:
     # ContainerSettings field -> parsed value, for the whole pod and per container name
     pod_settings: dict[str, object] = field(default_factory=dict)
     container_settings: dict[str, dict[str, object]] = field(default_factory=dict)
+    delivery: Delivery | None = None  # None: the server's --delivery
 
     def settings_for(self, container: str) -> ContainerSettings:
         """Per-container values over pod-wide ones."""
@@ -154,14 +162,24 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
         if not image_patterns or bad:
             problems.append(f"{name(IMAGES)}: expected comma-separated image names, got {_show(ours[IMAGES])}")
 
+    delivery = None
+    if DELIVERY in ours:
+        try:
+            delivery = parse_delivery(ours[DELIVERY])
+        except InvalidValue as error:
+            problems.append(f"{name(DELIVERY)}: {error}, got {_show(ours[DELIVERY])}")
+
     pod_settings: dict[str, object] = {}
     container_settings: dict[str, dict[str, object]] = {}
     for key, value in ours.items():
-        if key in OPT_IN_KEYS:
+        if key in OPT_IN_KEYS or key in POD_KEYS:
             continue
         base, _, container = key.partition(".")
+        if base in POD_KEYS:
+            problems.append(f"{name(key)}: {base} is for the whole pod; set {name(base)}")
+            continue
         if base not in SETTING_KEYS:
-            problems.append(f"{name(key)}: unknown annotation; settings are {', '.join(SETTING_KEYS)}")
+            problems.append(f"{name(key)}: unknown annotation; settings are {', '.join(SETTING_KEYS + POD_KEYS)}")
             continue
         try:
             parsed = _PARSERS[base](value)
@@ -183,16 +201,19 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
             image_patterns=image_patterns,
             pod_settings=pod_settings,
             container_settings=container_settings,
+            delivery=delivery,
         ),
         problems,
     )
 
 
-def status_value(original: dict[str, dict]) -> str:
+def status_value(original: dict[str, dict], delivery: str, reason: str) -> str:
     """The `injected` annotation: what each wrapped container had before (command and args, the
     livenessProbe when it was removed or relaxed, its env PATH when the sync tools were appended
-    to it: `{"env": {"PATH": null}}` when it had none), compact JSON."""
-    return json.dumps({"containers": original}, separators=(",", ":"), sort_keys=True)
+    to it: `{"env": {"PATH": null}}` when it had none), and how the wrapper was delivered and why,
+    compact JSON."""
+    return json.dumps({"containers": original, "delivery": {"mode": delivery, "reason": reason}},
+                      separators=(",", ":"), sort_keys=True)
 
 
 # --- value parsers: each returns the normalised value or raises InvalidValue -------------
@@ -246,6 +267,14 @@ def parse_liveness_probe(text: str) -> str:
     if text not in LIVENESS_PROBE_POLICIES:
         raise InvalidValue('expected "keep", "remove" or "relax"')
     return text
+
+
+def parse_delivery(text: str) -> Delivery:
+    try:
+        return Delivery(text)
+    except ValueError:
+        raise InvalidValue("expected " + ", ".join(f'"{d}"' for d in list(Delivery)[:-1])
+                           + f' or "{list(Delivery)[-1]}"') from None
 
 
 def parse_boolean(text: str) -> bool:

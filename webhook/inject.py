@@ -2,6 +2,8 @@
 
 Reads YAML (multi-document) or JSON, plans every pod it finds, looks up the images all of them
 need in one go, applies the plans and writes YAML. Warnings go to stderr, each naming its document.
+There is no cluster to look at: delivery `auto` means the init container, `image-volume` the image
+volume.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TextIO
 import yaml
 
 from .config import InjectSettings
+from .delivery import ClusterFacts
 from .images import ImageConfig, path_from_env
 from .lookup import ImageLookup
 from .manifests import find_pods, replace_pods
@@ -27,7 +30,9 @@ class InputError(Exception):
 
 
 def run(settings: InjectSettings, stdin: TextIO | None = None, stdout: TextIO | None = None,
-        stderr: TextIO | None = None) -> int:
+        stderr: TextIO | None = None, facts: ClusterFacts | None = None) -> int:
+    """`facts`: render as the webhook would for a cluster it sees so (the golden cases use it; the
+    command line has no cluster)."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
         text = stdin.read() if settings.filename == "-" else Path(settings.filename).read_text()
@@ -49,7 +54,7 @@ def run(settings: InjectSettings, stdin: TextIO | None = None, stdout: TextIO | 
     for index, (document, pods, document_plans) in enumerate(zip(documents, found, plans), start=1):
         replacements = []
         for pod, plan in zip(pods, document_plans):
-            mutation = apply(plan, settings.injector, next(configs))
+            mutation = apply(plan, settings.injector, next(configs), facts)
             for warning in mutation.warnings:
                 print(f"{warning} [document {index}, {pod.label}]", file=stderr)
             replacements.append((pod, mutation.pod))

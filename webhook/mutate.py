@@ -1,8 +1,9 @@
 """Phase two of the mutation: a `Plan` and the image configs it asked for -> the patch (pure).
 
-resolve each candidate's entrypoint -> check for objects under our names that are not ours ->
-the JSON Patch that injects the wrapper. The patch is the mutation: the webhook answers with it
-as it is, and the mutated pod (`Mutation.pod`, for `inject` and the tests) is the patch applied.
+resolve each candidate's entrypoint -> choose how the wrapper is delivered (init container or image
+volume, `delivery`) -> check for objects under our names that are not ours -> the JSON Patch that
+injects the wrapper. The patch is the mutation: the webhook answers with it as it is, and the
+mutated pod (`Mutation.pod`, for `inject` and the tests) is the patch applied.
 The webhook and `inject` both run `plan_pod` then `apply`; no HTTP, no files, no API server here.
 
 Bad input never raises and never half-mutates: the pod comes back unchanged with a
@@ -20,6 +21,7 @@ from typing import NamedTuple
 from . import names
 from .config import InjectorConfig
 from .contract import (
+    DELIVERY,
     ENTRYPOINT,
     LIVENESS_PROBE,
     RELAXED_PROBE_SECONDS,
@@ -29,6 +31,7 @@ from .contract import (
     signal_from_runtime,
     status_value,
 )
+from .delivery import Choice, ClusterFacts, Delivery, choose_delivery
 from .entrypoint import Resolved, Unresolvable, resolve_entrypoint
 from .images import ImageConfig, LookupFailure
 from .patch import patched
@@ -45,6 +48,7 @@ class Mutation:
     warnings: tuple[str, ...] = ()
     wrapped: tuple[str, ...] = ()
     patch: tuple[dict, ...] = ()  # RFC 6902 operations: what the webhook answers
+    delivery: Delivery | None = None  # how the wrapper reaches the pod, when injected
 
     @functools.cached_property
     def pod(self) -> dict:
@@ -60,10 +64,12 @@ class Wrapping(NamedTuple):
     path: PathChange | None  # how PATH changes so that the sync tools are found
 
 
-def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None) -> Mutation:
+def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None,
+          facts: ClusterFacts | None = None) -> Mutation:
     """The injection of the wrapper into the plan's candidates, as a patch (or why not, as warnings).
-    `image_configs` are the registry's answers for `plan.lookups` (None: no lookup was made). The
-    input is never modified."""
+    `image_configs` are the registry's answers for `plan.lookups` (None: no lookup was made);
+    `facts` what the webhook knows of the cluster, for the delivery (None: no cluster, as in
+    `inject`). The input is never modified."""
     pod = plan.pod
     if plan.final is Outcome.SKIPPED:
         return Mutation(pod, Outcome.SKIPPED)
@@ -102,7 +108,10 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
     if not wrappings:
         return _unchanged(pod, messages) if messages else Mutation(pod, Outcome.SKIPPED)
 
-    conflicts = _conflicts(pod["spec"], [w.candidate.container for w in wrappings])
+    choice = _delivery(plan, config, facts)
+    if choice.warning:
+        messages.append(choice.warning)
+    conflicts = _conflicts(pod["spec"], [w.candidate.container for w in wrappings], choice.delivery)
     if conflicts:
         return _unchanged(pod, messages + conflicts)
 
@@ -111,14 +120,38 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
         Outcome.INJECTED,
         tuple(_say(m) for m in messages),
         tuple(w.candidate.container["name"] for w in wrappings),
-        tuple(_patch(pod, wrappings, config)),
+        tuple(_patch(pod, wrappings, config, choice)),
+        choice.delivery,
     )
 
 
 def mutate_pod(pod: dict, config: InjectorConfig, namespace: str | None = None,
-               image_configs: ImageConfigs | None = None) -> Mutation:
+               image_configs: ImageConfigs | None = None, facts: ClusterFacts | None = None) -> Mutation:
     """Both phases at once, for callers that already hold every image config they will get."""
-    return apply(plan_pod(pod, config, namespace), config, image_configs)
+    return apply(plan_pod(pod, config, namespace), config, image_configs, facts)
+
+
+def _delivery(plan: Plan, config: InjectorConfig, facts: ClusterFacts | None) -> Choice:
+    """The pod's own choice over the server's; but a wrapper volume or install container the pod
+    already holds (a spec copied from an injected pod) decides, so the two never mix: an image
+    volume cannot be installed into, and an emptyDir without the install container stays empty."""
+    already = _delivered_by(plan.pod["spec"])
+    if already == Delivery.IMAGE_VOLUME:
+        return Choice(already, "the pod already has the wrapper's image volume")
+    if already == Delivery.INIT_CONTAINER:
+        return Choice(already, "the pod already has the wrapper's emptyDir or install container")
+    if plan.delivery is not None:
+        return choose_delivery(plan.delivery, facts, plan.namespace, f"{config.annotation_prefix}/{DELIVERY}")
+    return choose_delivery(config.delivery, facts, plan.namespace)
+
+
+def _delivered_by(spec: dict) -> Delivery | None:
+    for volume in spec.get("volumes") or []:
+        if volume.get("name") == names.VOLUME and names.is_our_volume(volume):
+            return Delivery.IMAGE_VOLUME if names.is_image_volume(volume) else Delivery.INIT_CONTAINER
+    if any(names.is_our_init_container(c) for c in spec.get("initContainers") or []):
+        return Delivery.INIT_CONTAINER
+    return None
 
 
 def wrapper_command(name: str, program: list[str], settings: ContainerSettings, stop_signal: str | None,
@@ -161,14 +194,16 @@ def _stop_signal(container: dict, settings: ContainerSettings,
 # --- checks --------------------------------------------------------------------------------
 
 
-def _conflicts(spec: dict, wrapping: list[dict]) -> list[str]:
-    """Objects under our names that we did not make. Ours (from an earlier injection) are reused."""
+def _conflicts(spec: dict, wrapping: list[dict], delivery: Delivery) -> list[str]:
+    """Objects under the names of what we are about to add that we did not make. Ours (from an
+    earlier injection) are reused."""
     problems = []
     for volume in spec.get("volumes") or []:
         if volume.get("name") in (names.VOLUME, names.TRIGGER_VOLUME) and not names.is_our_volume(volume):
             problems.append(f'the pod already has a volume named "{volume["name"]}"')
     for init in spec.get("initContainers") or []:
-        if init.get("name") == names.INIT_CONTAINER and not names.is_our_init_container(init):
+        if (delivery == Delivery.INIT_CONTAINER and init.get("name") == names.INIT_CONTAINER
+                and not names.is_our_init_container(init)):
             problems.append(f'the pod already has an init container named "{names.INIT_CONTAINER}"')
     for container in wrapping:
         for mount in container.get("volumeMounts") or []:
@@ -184,11 +219,12 @@ def _conflicts(spec: dict, wrapping: list[dict]) -> list[str]:
 # --- building the result -------------------------------------------------------------------
 
 
-def _patch(pod: dict, wrappings: list[Wrapping], config: InjectorConfig) -> list[dict]:
+def _patch(pod: dict, wrappings: list[Wrapping], config: InjectorConfig, choice: Choice) -> list[dict]:
     """The injection as RFC 6902 operations, in the order that keeps indices right: edits of the
     wrapped containers (sidecars at their indices before the install container goes in front),
-    then our volumes, then the install container, then the status annotation. The webhook sends
-    these as they are; `Mutation.pod` applies them, for `inject` and the tests."""
+    then our volumes, then the install container (when the wrapper comes that way), then the
+    status annotation. The webhook sends these as they are; `Mutation.pod` applies them, for
+    `inject` and the tests."""
     spec = pod["spec"]
     ops: list[dict] = []
     original = {}
@@ -196,18 +232,23 @@ def _patch(pod: dict, wrappings: list[Wrapping], config: InjectorConfig) -> list
         field, index, container, settings = wrapping.candidate
         ops += _wrap(f"/spec/{field}/{index}", container, wrapping, settings, config, original)
     volumes = spec.get("volumes")
+    by_image = choice.delivery == Delivery.IMAGE_VOLUME
+    wrapper_volume = (
+        {"name": names.VOLUME, "image": {"reference": config.wrapper_image, "pullPolicy": config.wrapper_image_pull_policy}}
+        if by_image else {"name": names.VOLUME, "emptyDir": {"sizeLimit": config.volume_size_limit}})
+    trigger_volume = {"name": names.TRIGGER_VOLUME, "emptyDir": {"sizeLimit": names.TRIGGER_VOLUME_SIZE}}
     ops += _append("/spec/volumes", volumes, *(
-        {"name": name, "emptyDir": {"sizeLimit": size}}
-        for name, size in ((names.VOLUME, config.volume_size_limit), (names.TRIGGER_VOLUME, names.TRIGGER_VOLUME_SIZE))
-        if not any(v.get("name") == name for v in volumes or [])))
+        volume for volume in (wrapper_volume, trigger_volume)
+        if not any(v.get("name") == volume["name"] for v in volumes or [])))
     # First, so that it has run before any sidecar starts, wrapped ones included.
     inits = spec.get("initContainers")
-    if not any(c.get("name") == names.INIT_CONTAINER for c in inits or []):
+    if not by_image and not any(c.get("name") == names.INIT_CONTAINER for c in inits or []):
         install = _install_container(config)
         ops.append({"op": "add", "path": "/spec/initContainers/0", "value": install} if inits
                    else {"op": "add", "path": "/spec/initContainers", "value": [install]})
     status = f"{config.annotation_prefix}/{names.STATUS}".replace("~", "~0").replace("/", "~1")
-    ops.append({"op": "add", "path": f"/metadata/annotations/{status}", "value": status_value(original)})
+    ops.append({"op": "add", "path": f"/metadata/annotations/{status}",
+                "value": status_value(original, choice.delivery, choice.reason)})
     return ops
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 # The annotation (after the prefix) that records an injection: its presence makes injection idempotent.
 STATUS = "injected"
 
-# The emptyDir the init container copies the wrapper into, mounted read-only where it runs.
+# The wrapper's volume, mounted read-only where it runs: an emptyDir the init container copies the
+# wrapper into, or (delivery `image-volume`) the wrapper image itself, whose root holds the same
+# files (restart-wrapper, bin/tar, bin/rm, bin/test), so the paths below hold either way.
 VOLUME = "restart-process"
 INIT_CONTAINER = "restart-process-install"
 MOUNT_PATH = "/restart-process"
@@ -40,7 +42,16 @@ def trigger_file(container: str) -> str:
 
 
 def is_our_volume(volume: dict) -> bool:
+    if volume.get("name") == VOLUME and is_image_volume(volume):
+        return True
     return volume.get("name") in (VOLUME, TRIGGER_VOLUME) and set(volume) == {"name", "emptyDir"}
+
+
+def is_image_volume(volume: dict) -> bool:
+    """Shaped as the image volume an injection adds (any reference: a spec copied from a pod
+    injected with an older wrapper image is still ours)."""
+    image = volume.get("image")
+    return set(volume) == {"name", "image"} and isinstance(image, dict) and isinstance(image.get("reference"), str)
 
 
 def is_our_init_container(container: dict) -> bool:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from .config import InjectorConfig
 from .contract import CONTAINERS, IMAGES, Contract, ContainerSettings, read_contract
+from .delivery import Delivery
 from .entrypoint import has_command
 from .images import image_matches
 from .names import is_wrapped
@@ -51,6 +52,8 @@ class Plan:
     messages: tuple[str, ...] = ()
     candidates: tuple[Candidate, ...] = ()
     arch: str | None = None  # the CPU architecture the pod asks for, if it asks
+    namespace: str | None = None  # the pod's (or the request's), whose Pod Security level the delivery may need
+    delivery: Delivery | None = None  # the pod's restart-process.dev/delivery; None: the server's setting
 
     @functools.cached_property
     def lookups(self) -> tuple[str, ...]:
@@ -95,7 +98,7 @@ def plan_pod(pod: dict, config: InjectorConfig, namespace: str | None = None) ->
         if container.get("name") in selected and not is_wrapped(container)
         and (field == "containers" or is_sidecar(container))
     )
-    return Plan(pod, None, tuple(warnings), candidates, _node_arch(spec))
+    return Plan(pod, None, tuple(warnings), candidates, _node_arch(spec), namespace, contract.delivery)
 
 
 def is_sidecar(container: dict) -> bool:

@@ -1,8 +1,9 @@
 """`restart-process serve`: the admission webhook over HTTPS (a shell that wires the others).
 
 TLS (given files, a generated certificate for local runs, or self-managed in a Secret), the
-image lookup, the FastAPI app and its background tasks (certificate reloads, self-managed
-renewals, local-registry discovery), all on one uvicorn server with a bounded shutdown.
+image lookup, what the delivery choice knows of the cluster, the FastAPI app and its background
+tasks (certificate reloads, self-managed renewals, local-registry discovery, the cluster's
+facts), all on one uvicorn server with a bounded shutdown.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import uvicorn
 
 from . import __version__, logs
 from .app import create_app
+from .clusterfacts import ClusterWatch, FixedFacts
 from .config import ServeSettings
+from .delivery import ClusterFacts, Delivery
 from .lookup import ImageLookup
 from .tls import CertificateReloader, generate_self_signed
 
@@ -33,13 +36,15 @@ def run(settings: ServeSettings) -> int:
     try:
         files = _certificate_files(settings, background)
         lookup = _image_lookup(settings, background)
+        cluster = _cluster_facts(settings, background)
     except _CannotStart as error:
         print(f"restart-process serve: {error}", file=sys.stderr)
         return 1
     cert_file, key_file = files
 
     reloader: CertificateReloader | None = None
-    app = create_app(settings.injector, ready=lambda: reloader is not None and reloader.loaded, lookup=lookup)
+    app = create_app(settings.injector, ready=lambda: reloader is not None and reloader.loaded, lookup=lookup,
+                     cluster=cluster)
     server_config = uvicorn.Config(
         app,
         host=settings.host,
@@ -115,6 +120,26 @@ def _image_lookup(settings: ServeSettings, background: list) -> ImageLookup | No
         background.append(keep_discovering(_api_client(settings), lookup.registry.aliases,
                                            lookup_settings.aliases, 60.0))
     return lookup
+
+
+def _cluster_facts(settings: ServeSettings, background: list):
+    """What the delivery choice knows of the cluster: watched, unless the setting never needs it.
+
+    With --delivery=init-container nothing is read, and a pod that asks for image-volume gets the
+    init container and a warning (the gate cannot be checked). With no API server to ask (run
+    outside a cluster without --kubeconfig) the webhook is as offline as `inject`: None."""
+    delivery = settings.injector.delivery
+    if delivery == Delivery.INIT_CONTAINER:
+        return FixedFacts(ClusterFacts(unread="the webhook does not read the cluster (--delivery=init-container)"))
+    try:
+        api = _api_client(settings)
+    except _CannotStart as error:
+        log.warning("the cluster cannot be read: delivery as offline (auto: the init container; image-volume: "
+                    "the image volume, unchecked)", extra={"fields": {"delivery": delivery, "error": str(error)}})
+        return None
+    watch = ClusterWatch(api)
+    background.append(watch.run())
+    return watch
 
 
 def _api_client(settings: ServeSettings):

@@ -18,6 +18,7 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 
 from tests.chart.helm import SECRET_MODE, render
+from webhook.clusterfacts import ClusterWatch
 from webhook.selfmanaged import Lifetimes, Material, SelfManagedTLS, new_ca, service_hosts
 from webhook.tls import issue_serving_certificate, private_key_pem
 
@@ -205,6 +206,47 @@ def test_the_service_account_can_do_nothing_else(core, release, as_webhook, name
         with pytest.raises(ApiException) as denied:
             attempt()
         assert denied.value.status == 403
+
+
+def test_the_cluster_facts_need_what_the_chart_grants_and_get_nothing_more(api, core, release, as_webhook):
+    """delivery auto (the default): as the chart's ServiceAccount, the webhook reads the API server's
+    version and its ImageVolume gate from /metrics, and lists and watches nodes and namespaces."""
+    node = f"{release.name}-node"
+    core.create_node({"metadata": {"name": node}})
+    watch = ClusterWatch(as_webhook())
+    watch.start()
+    try:
+        watch.refresh_api_server()
+        assert watch.facts.api_server_version == "v1.35.4"
+        assert watch.facts.image_volume_gate is True  # read from /metrics, not the version's default
+        wait_until(lambda: release.namespace in watch.facts.pod_security and node in {n.name for n in watch.facts.nodes},
+                   15, interval=0.1, what="the namespace and node lists")
+        core.patch_namespace(release.namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
+        wait_until(lambda: watch.facts.pod_security.get(release.namespace) == "baseline", 15, interval=0.1,
+                   what="a namespace change to be watched")
+        assert watch._read_namespace(release.namespace)["metadata"]["name"] == release.namespace  # get, for one not seen
+    finally:
+        watch.stop()
+        core.delete_node(node)
+
+    limited = as_webhook()
+    reader = client.CoreV1Api(limited)
+    for attempt in (lambda: reader.read_node(node),  # list and watch only: a node is never read alone
+                    lambda: reader.patch_node(node, {"metadata": {"labels": {"a": "b"}}}),
+                    lambda: reader.patch_namespace(release.namespace, {"metadata": {"labels": {"a": "b"}}}),
+                    lambda: reader.delete_namespace(release.namespace),
+                    lambda: reader.list_pod_for_all_namespaces()):
+        with pytest.raises(ApiException) as denied:
+            attempt()
+        assert denied.value.status == 403
+    assert raw_get(limited, "/metrics") == 200 and raw_get(limited, "/metrics/slis") == 403  # that one URL only
+
+
+def raw_get(api, path: str) -> int:
+    """The status of a GET on a path that no generated method covers (/metrics)."""
+    response = api.call_api(*api.param_serialize("GET", path, auth_settings=["BearerToken"]))
+    response.response.close()
+    return response.status
 
 
 def test_serve_in_self_managed_mode(core, control_plane, release, tmp_path):

@@ -10,6 +10,12 @@ from webhook.registration import opt_in_expression
 from .helm import CHART, SECRET_MODE, RenderError, by_kind, helm, render
 
 MODES = {"self-managed": (), "cert-manager": ("tls.mode=cert-manager",), "secret": SECRET_MODE}
+# What delivery auto or image-volume reads of the cluster: read only, cluster-wide.
+CLUSTER_FACTS_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+]
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -50,9 +56,13 @@ def test_default_is_self_managed_with_least_privilege_rbac():
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rpw-restart-process-webhook-tls"],
          "verbs": ["get", "update"]},
     ]
-    assert len(kinds["ClusterRole"]) == 1 and kinds["ClusterRole"][0]["rules"] == [
-        {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
-         "resourceNames": ["rpw-restart-process-webhook"], "verbs": ["get", "patch"]}]
+    cluster_roles = {o["metadata"]["name"]: o["rules"] for o in kinds["ClusterRole"]}
+    assert cluster_roles == {
+        "rpw-restart-process-webhook": [
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "resourceNames": ["rpw-restart-process-webhook"], "verbs": ["get", "patch"]}],
+        "rpw-restart-process-webhook-cluster-facts": CLUSTER_FACTS_RULES,  # delivery: auto
+    }
     assert "caBundle" not in webhook_of(render())["clientConfig"]  # the webhook patches it in
     assert kinds["ServiceAccount"][0]["automountServiceAccountToken"] is True
 
@@ -60,10 +70,12 @@ def test_default_is_self_managed_with_least_privilege_rbac():
 @pytest.mark.parametrize("mode", ["cert-manager", "secret"])
 def test_other_tls_modes_need_no_secret_access(mode):
     objects = render(*MODES[mode])
-    rules = [rule for o in objects if o["kind"] in ("Role", "ClusterRole") for rule in o["rules"]]
-    assert rules == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["local-registry-hosting"],
-                      "verbs": ["get"]}]  # only local-registry discovery, on by default
-    without_discovery = render(*MODES[mode], "registry.discoverLocalRegistry=false")
+    rules = {o["metadata"]["name"]: o["rules"] for o in objects if o["kind"] in ("Role", "ClusterRole")}
+    assert rules == {  # local-registry discovery and delivery auto, both on by default
+        "rpw-restart-process-webhook-local-registry": [
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["local-registry-hosting"], "verbs": ["get"]}],
+        "rpw-restart-process-webhook-cluster-facts": CLUSTER_FACTS_RULES}
+    without_discovery = render(*MODES[mode], "registry.discoverLocalRegistry=false", "wrapper.delivery=init-container")
     kinds = by_kind(without_discovery)
     assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(kinds)
     assert kinds["ServiceAccount"][0]["automountServiceAccountToken"] is False
@@ -188,7 +200,7 @@ def test_registry_lookup_values():
 def test_reading_pull_secrets_is_off_by_default_and_read_only_when_on():
     assert not [o for o in render() if o["metadata"]["name"].endswith("-pull-secrets")]
     objects = render("tls.mode=cert-manager", "registry.credentials=true")
-    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    role = next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-pull-secrets"))
     assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}]
     pod = deployment(objects)["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is True and "--registry-credentials" in pod["containers"][0]["args"]
@@ -204,3 +216,28 @@ def test_local_registry_discovery_and_aliases():
     assert parsed.discover_local_registry and parsed.registry_aliases == {"localhost:5001": "kind-registry:5000"}
     off = render("registry.discoverLocalRegistry=false")
     assert not [o for o in off if o["metadata"].get("namespace") == "kube-public"]
+
+
+@pytest.mark.parametrize("delivery", ["auto", "image-volume", "init-container"])
+def test_delivery_is_passed_on_and_reads_the_cluster_only_when_it_can_need_to(delivery):
+    objects = render(f"wrapper.delivery={delivery}", "tls.mode=cert-manager", "registry.discoverLocalRegistry=false")
+    args = deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert cli._parser().parse_args(["serve", *args]).delivery == delivery
+    facts_roles = [o for o in objects if o["metadata"]["name"].endswith("-cluster-facts")]
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    if delivery == "init-container":
+        assert facts_roles == [] and pod["automountServiceAccountToken"] is False
+    else:
+        assert sorted(o["kind"] for o in facts_roles) == ["ClusterRole", "ClusterRoleBinding"]
+        role = next(o for o in facts_roles if o["kind"] == "ClusterRole")
+        assert role["rules"] == CLUSTER_FACTS_RULES and pod["automountServiceAccountToken"] is True
+        binding = next(o for o in facts_roles if o["kind"] == "ClusterRoleBinding")
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rpw-restart-process-webhook",
+                                        "namespace": "rp-system"}]
+
+
+def test_delivery_defaults_to_auto_and_the_schema_takes_only_the_three():
+    args = deployment(render())["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--delivery=auto" in args
+    with pytest.raises(RenderError, match="schema"):
+        render("wrapper.delivery=volume")

@@ -43,5 +43,5 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- define "rpw.needsApi" -}}
-{{- or (eq .Values.tls.mode "self-managed") (and .Values.registry.lookup (or .Values.registry.credentials .Values.registry.discoverLocalRegistry)) -}}
+{{- or (eq .Values.tls.mode "self-managed") (and .Values.registry.lookup (or .Values.registry.credentials .Values.registry.discoverLocalRegistry)) (ne .Values.wrapper.delivery "init-container") -}}
 {{- end -}}
