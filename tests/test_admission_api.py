@@ -172,11 +172,12 @@ def test_metrics_count_outcomes_and_latency(client):
 
 
 def test_health_and_readiness():
-    ready = {"value": False}
-    client = TestClient(create_app(InjectorConfig(), ready=lambda: ready["value"]))
+    why_not = {"value": "no serving certificate loaded"}
+    client = TestClient(create_app(InjectorConfig(), ready=lambda: why_not["value"]))
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 503
-    ready["value"] = True
+    answer = client.get("/readyz")
+    assert (answer.status_code, answer.text) == (503, "no serving certificate loaded")
+    why_not["value"] = None
     assert client.get("/readyz").status_code == 200
 
 

@@ -34,9 +34,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True, lookup: ImageLookup | None = None,
+def create_app(config: InjectorConfig, ready: Callable[[], str | None] = lambda: None, lookup: ImageLookup | None = None,
                cluster=None) -> FastAPI:
-    """`ready` says whether a serving certificate is loaded (the server's TLS shell knows);
+    """`ready` says why the server is not ready -- no serving certificate loaded, shutting down --
+    or None when it is (the server's shell knows);
     `lookup` reads the image configs plans need from registries (None: never); `cluster` gives
     the cluster's facts for the delivery choice (`clusterfacts.ClusterWatch` or `FixedFacts`;
     None: no cluster, as `inject` renders)."""
@@ -92,9 +93,10 @@ def create_app(config: InjectorConfig, ready: Callable[[], bool] = lambda: True,
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if ready():
+        why_not = ready()
+        if why_not is None:
             return PlainTextResponse("ok")
-        return PlainTextResponse("no serving certificate loaded", status_code=503)
+        return PlainTextResponse(why_not, status_code=503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

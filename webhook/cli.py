@@ -56,6 +56,7 @@ def serve_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        shutdown_delay=args.shutdown_delay,
         kubeconfig=args.kubeconfig,
         tls=TLSSettings(
             mode=args.tls_mode,
@@ -129,6 +130,16 @@ def _choice(parse):
 
     checked.__name__ = parse.__name__.removeprefix("parse_").replace("_", " ")
     return checked
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text!r}")
+    return value
 
 
 def _resources(text: str) -> dict:
@@ -224,6 +235,10 @@ def _parser() -> argparse.ArgumentParser:
     _flag(serve_parser, "tls-check-interval", 30.0,
           "self-managed: seconds between checks of Secret, expiry and caBundle", type=float)
     _flag(serve_parser, "log-level", "info", "debug, info, warning or error")
+    _flag(serve_parser, "shutdown-delay", ServeSettings().shutdown_delay,
+          "seconds to keep serving after SIGTERM -- not ready, asking clients to close their connections -- "
+          "before stopping, so that admissions move to other replicas instead of failing open (0: stop at once)",
+          type=_seconds)
     _add_injection_flags(serve_parser)
     _add_registry_flags(serve_parser)
     _switch(serve_parser, "discover-local-registry",

@@ -76,6 +76,10 @@ class ServeSettings:
     host: str = "0.0.0.0"
     port: int = 8443
     log_level: str = "info"
+    # On SIGTERM, seconds to keep serving (not ready, closing connections) before stopping: the
+    # time the Service's endpoints and the API server's connections take to move elsewhere. The
+    # chart sets it; run alone (`make run`, the tests) there is nowhere else to move to.
+    shutdown_delay: float = 0.0
     kubeconfig: str | None = None  # None: the in-cluster configuration
     tls: TLSSettings = field(default_factory=TLSSettings)
     injector: InjectorConfig = field(default_factory=InjectorConfig)

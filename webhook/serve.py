@@ -24,6 +24,7 @@ from .clusterfacts import ClusterWatch, FixedFacts
 from .config import ServeSettings
 from .delivery import ClusterFacts, Delivery
 from .lookup import ImageLookup
+from .shutdown import DrainingServer, close_connections_while
 from .tls import CertificateReloader, generate_self_signed
 
 SHUTDOWN_SECONDS = 5
@@ -43,10 +44,10 @@ def run(settings: ServeSettings) -> int:
     cert_file, key_file = files
 
     reloader: CertificateReloader | None = None
-    app = create_app(settings.injector, ready=lambda: reloader is not None and reloader.loaded, lookup=lookup,
-                     cluster=cluster)
+    server: DrainingServer | None = None
+    app = create_app(settings.injector, ready=lambda: _readiness(reloader, server), lookup=lookup, cluster=cluster)
     server_config = uvicorn.Config(
-        app,
+        close_connections_while(lambda: server is not None and server.draining, app),
         host=settings.host,
         port=settings.port,
         ssl_certfile=cert_file,
@@ -67,8 +68,18 @@ def run(settings: ServeSettings) -> int:
     log.info("serving", extra={"fields": {"url": f"https://{settings.host}:{settings.port}/mutate",
                                           "version": __version__}})
     background.append(reloader.run(settings.tls.reload_interval))
-    asyncio.run(_serve(uvicorn.Server(server_config), background, lookup))
+    server = DrainingServer(server_config, settings.shutdown_delay)
+    asyncio.run(_serve(server, background, lookup))
     return 0
+
+
+def _readiness(reloader: CertificateReloader | None, server: DrainingServer | None) -> str | None:
+    """Why the server is not ready (a 503 from /readyz), or None."""
+    if reloader is None or not reloader.loaded:
+        return "no serving certificate loaded"
+    if server is not None and server.draining:
+        return "shutting down"
+    return None
 
 
 class _CannotStart(Exception):

@@ -155,6 +155,19 @@ def test_webhook_pod_is_restricted_and_probed():
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
+@pytest.mark.parametrize("delay", [None, 0, 30])
+def test_a_webhook_pod_drains_before_it_stops_and_a_rollout_keeps_one_ready(delay):
+    """--shutdown-delay (tests/test_serve_shutdown.py: not ready, still answering) within the grace
+    period, and a new replica Ready before an old one goes."""
+    deploy = deployment(render(*([] if delay is None else [f"shutdownDelaySeconds={delay}"])))
+    pod = deploy["spec"]["template"]["spec"]
+    args = cli._parser().parse_args(["serve", *pod["containers"][0]["args"]])
+    expected = 5 if delay is None else delay
+    assert args.shutdown_delay == expected
+    assert pod["terminationGracePeriodSeconds"] == expected + 10
+    assert deploy["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
 def test_high_availability_adds_a_budget_and_a_spread():
     single = by_kind(render())
     assert "PodDisruptionBudget" not in single
@@ -174,7 +187,8 @@ def test_standard_labels_everywhere():
 
 
 @pytest.mark.parametrize("bad", ["tls.mode=bogus", "webhook.failurePolicy=Sometimes", "webhok.timeoutSeconds=3",
-                                 "webhook.timeoutSeconds=60", "replicaCount=0", "annotationPrefix=Not_A_Domain"])
+                                 "webhook.timeoutSeconds=60", "replicaCount=0", "annotationPrefix=Not_A_Domain",
+                                 "shutdownDelaySeconds=-1", "shutdownDelaySeconds=301"])
 def test_schema_rejects_bad_values(bad):
     with pytest.raises(RenderError, match="schema"):
         render(bad)
