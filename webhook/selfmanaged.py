@@ -11,6 +11,9 @@ Zero dependencies for the user: no cert-manager, no Helm hook Jobs.
 - The MutatingWebhookConfiguration's caBundle is compared on every check and patched when it
   differs, which also repairs it after `helm upgrade` renders it empty.
 - The certificate and key are written to files that the server's CertificateReloader watches.
+- The Secret is owned by the MutatingWebhookConfiguration (a namespaced dependent may have a
+  cluster-scoped owner): `helm uninstall` deletes the configuration, and the garbage collector the
+  Secret that Helm never knew of. A Secret made before this, or re-made by hand, is adopted.
 
 RBAC needed: secrets create, and get/update on this one Secret; get/patch on this one
 MutatingWebhookConfiguration. Nothing else.
@@ -118,8 +121,8 @@ class SelfManagedTLS:
         self.key_file = directory / TLS_KEY
 
     def ensure(self) -> Material:
-        """One pass: the Secret is valid, the files match it, the caBundle matches it."""
-        material = self._ensure_secret()
+        """One pass: the Secret is valid and owned, the files match it, the caBundle matches it."""
+        material = self._ensure_secret(self._owner())
         self._write_files(material)
         self._ensure_ca_bundle(material.ca_bundle)
         return material
@@ -134,18 +137,26 @@ class SelfManagedTLS:
 
     # --- the Secret ------------------------------------------------------------------------
 
-    def _ensure_secret(self) -> Material:
+    def _owner(self) -> client.V1OwnerReference:
+        configuration = self.admission.read_mutating_webhook_configuration(self.webhook_configuration)
+        return client.V1OwnerReference(api_version="admissionregistration.k8s.io/v1",
+                                       kind="MutatingWebhookConfiguration", name=configuration.metadata.name,
+                                       uid=configuration.metadata.uid)
+
+    def _ensure_secret(self, owner: client.V1OwnerReference) -> Material:
         for _ in range(5):
             secret = self._read_secret()
             current = Material.from_secret(secret) if secret is not None else None
             now = datetime.datetime.now(datetime.timezone.utc)
             wanted = renewed(current, self.hosts, self.lifetimes, now)
-            if wanted is None:
+            owned = secret is not None and any(ref.uid == owner.uid for ref in secret.metadata.owner_references or [])
+            if wanted is None and owned:
                 return current
             body = client.V1Secret(
                 metadata=client.V1ObjectMeta(name=self.secret_name, namespace=self.namespace,
-                                             labels={"app.kubernetes.io/managed-by": "restart-process-webhook"}),
-                type="Opaque", data=wanted.secret_data())
+                                             labels={"app.kubernetes.io/managed-by": "restart-process-webhook"},
+                                             owner_references=[owner]),
+                type="Opaque", data=(wanted or current).secret_data())
             try:
                 if secret is None:
                     self.core.create_namespaced_secret(self.namespace, body)
@@ -153,8 +164,9 @@ class SelfManagedTLS:
                 else:
                     body.metadata.resource_version = secret.metadata.resource_version
                     self.core.replace_namespaced_secret(self.secret_name, self.namespace, body)
-                    log.info("renewed the certificates in secret %s/%s", self.namespace, self.secret_name)
-                return wanted
+                    log.info("renewed the certificates in secret %s/%s" if wanted else
+                             "adopted secret %s/%s for the webhook configuration", self.namespace, self.secret_name)
+                return wanted or current
             except ApiException as error:
                 if error.status != 409:  # AlreadyExists or Conflict: another replica won; adopt theirs
                     raise

@@ -119,6 +119,30 @@ def test_secret_created_once_and_ca_bundle_patched(api, core, release, as_webhoo
     assert again == first and secret_version(core, release) == version  # nothing rewritten
 
 
+def owners(core, release) -> list[tuple[str, str, str]]:
+    refs = core.read_namespaced_secret(release.secret, release.namespace).metadata.owner_references or []
+    return [(ref.kind, ref.name, ref.uid) for ref in refs]
+
+
+def test_the_secret_is_owned_by_the_webhook_configuration(api, core, release, as_webhook, tmp_path):
+    """So `helm uninstall`, which deletes the configuration, leaves no Secret behind (the garbage
+    collector deletes it; seen on kind, tests/e2e)."""
+    configuration = client.AdmissionregistrationV1Api(api).read_mutating_webhook_configuration(release.name)
+    manager(as_webhook, release, tmp_path / "a").ensure()
+    assert owners(core, release) == [("MutatingWebhookConfiguration", release.name, configuration.metadata.uid)]
+
+
+def test_a_secret_without_an_owner_is_adopted_and_kept(api, core, release, as_webhook, tmp_path):
+    """One made by an earlier version (or by hand) keeps its certificates and gains the owner."""
+    made = manager(as_webhook, release, tmp_path / "a").ensure()
+    secret = core.read_namespaced_secret(release.secret, release.namespace)
+    secret.metadata.owner_references = None
+    core.replace_namespaced_secret(release.secret, release.namespace, secret)
+    assert owners(core, release) == []
+    assert manager(as_webhook, release, tmp_path / "b").ensure() == made
+    assert [kind for kind, _, _ in owners(core, release)] == ["MutatingWebhookConfiguration"]
+
+
 def test_a_second_replica_adopts_the_same_certificate(core, release, as_webhook, tmp_path):
     first = manager(as_webhook, release, tmp_path / "a").ensure()
     version = secret_version(core, release)
