@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import inject
 
         return inject.run(inject_settings(args))
+    if args.command == "self-test":
+        from . import selftest
+
+        return selftest.run(args.webhook_configuration, args.webhook_namespace)
     parser.print_usage(sys.stderr)
     return 2
 
@@ -253,6 +257,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_injection_flags(inject_parser)
     _add_registry_flags(inject_parser)
     inject_parser.add_argument("--image-configs", help="JSON file of image -> {Entrypoint, Cmd, StopSignal, Env}, used before any registry")
+
+    test_parser = commands.add_parser(
+        "self-test", help="in a pod that opted in: exit 0 if the webhook wrapped it, else 1 and what to check "
+                          "(the chart's `helm test`)")
+    test_parser.add_argument("--webhook-configuration", default="restart-process-webhook",
+                             help="the MutatingWebhookConfiguration to name in the answer")
+    test_parser.add_argument("--webhook-namespace", default="restart-process-system",
+                             help="where the webhook runs, to name in the answer")
     return parser
 
 

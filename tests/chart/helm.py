@@ -18,8 +18,12 @@ def helm() -> str:
     return str(find_binary("helm"))
 
 
-def render(*sets: str, release: str = "rpw", namespace: str = "rp-system", kube_version: str | None = None) -> list[dict]:
+def render(*sets: str, release: str = "rpw", namespace: str = "rp-system", kube_version: str | None = None,
+           hooks: bool = False) -> list[dict]:
+    """The chart's objects as `helm install` creates them; with `hooks`, the `helm test` pod too."""
     argv = [helm(), "template", release, str(CHART), "--namespace", namespace]
+    if not hooks:
+        argv.append("--no-hooks")
     for value in sets:
         argv += ["--set", value]
     if kube_version:

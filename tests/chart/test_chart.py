@@ -168,6 +168,27 @@ def test_a_webhook_pod_drains_before_it_stops_and_a_rollout_keeps_one_ready(dela
     assert deploy["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
+def helm_test_pod(*sets: str) -> dict:
+    (pod,) = [o for o in render(*sets, hooks=True) if o["metadata"].get("annotations", {}).get("helm.sh/hook")]
+    return pod
+
+
+def test_helm_test_opts_a_pod_in_where_the_webhook_looks_and_asks_it_whether_it_was_wrapped():
+    pod = helm_test_pod()
+    annotations = pod["metadata"]["annotations"]
+    assert (pod["kind"], pod["metadata"]["namespace"], annotations["helm.sh/hook"]) == ("Pod", "default", "test")
+    assert annotations["restart-process.dev/enabled"] == "true"
+    assert annotations["restart-process.dev/exit-policy"] == "restart"  # the wrapper exits with the test's status
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == deployment(render())["spec"]["template"]["spec"]["containers"][0]["image"]
+    args = cli._parser().parse_args(container["command"][1:])
+    assert (args.command, args.webhook_configuration, args.webhook_namespace) == (
+        "self-test", "rpw-restart-process-webhook", "rp-system")
+    other = helm_test_pod("test.namespace=apps", "annotationPrefix=dev.example.com")
+    assert other["metadata"]["namespace"] == "apps" and "dev.example.com/enabled" in other["metadata"]["annotations"]
+
+
 def test_high_availability_adds_a_budget_and_a_spread():
     single = by_kind(render())
     assert "PodDisruptionBudget" not in single
@@ -188,7 +209,7 @@ def test_standard_labels_everywhere():
 
 @pytest.mark.parametrize("bad", ["tls.mode=bogus", "webhook.failurePolicy=Sometimes", "webhok.timeoutSeconds=3",
                                  "webhook.timeoutSeconds=60", "replicaCount=0", "annotationPrefix=Not_A_Domain",
-                                 "shutdownDelaySeconds=-1", "shutdownDelaySeconds=301"])
+                                 "shutdownDelaySeconds=-1", "shutdownDelaySeconds=301", "test.namespace=Not_A_Name"])
 def test_schema_rejects_bad_values(bad):
     with pytest.raises(RenderError, match="schema"):
         render(bad)
