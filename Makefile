@@ -59,11 +59,13 @@ wrapper-image: $(BUILD)/restart-wrapper
 	hack/push-wrapper-image.sh "$(IMAGE)"
 
 # The node tests' second runtime is Debian's: containerd 1.6, runc 1.1, the CNI plugins,
-# busybox-static. runc 1.4 for containerd 2 links libseccomp (cgo, found with pkg-config).
+# busybox-static. runc 1.4 for containerd 2 links libseccomp (cgo, found with pkg-config). The
+# Docker Engine the image and kind tests start privately is Debian's docker.io (checked as dockerd:
+# another docker CLI may be on the PATH), and mmdebstrap builds the Debian base images.
 packages:
 	@hack/ensure-packages.sh musl-gcc:musl-tools unshare:util-linux entr:entr shellcheck:shellcheck docker-registry:docker-registry \
 	  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins busybox:busybox-static ip:iproute2 \
-	  /usr/include/seccomp.h:libseccomp-dev pkg-config:pkg-config
+	  /usr/include/seccomp.h:libseccomp-dev pkg-config:pkg-config dockerd:docker.io mmdebstrap:mmdebstrap
 
 $(VENV)/.installed: pyproject.toml VERSION
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

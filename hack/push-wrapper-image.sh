@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the wrapper image -- the init container's -- and push it to a registry, with no Docker
 # engine: crane assembles the same image as the Dockerfile's `wrapper` target from the same
-# build/restart-wrapper (FROM scratch, /restart-wrapper 0755 owned by root, USER 65532:65532,
+# build/restart-wrapper (FROM scratch, /restart-wrapper 0755 owned by root, /bin/tar, /bin/rm and
+# /bin/test links to ../restart-wrapper in a 0755 /bin, USER 65532:65532,
 # ENTRYPOINT ["/restart-wrapper"], CMD ["version"]).
 #
 #   hack/push-wrapper-image.sh REGISTRY/REPOSITORY:TAG       (make wrapper-image IMAGE=...)
@@ -31,10 +32,14 @@ flags=()
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The one file of the layer, as `COPY --from=wrapper-build` leaves it (root-owned, 0755).
-install -m 0755 "$binary" "$work/restart-wrapper"
-tar --create --file "$work/layer.tar" --directory "$work" --format=ustar --numeric-owner \
-  --owner=0 --group=0 --mode=0755 --mtime=@0 restart-wrapper
+# The layer, as `COPY --from=wrapper-build /image/ /` leaves it (root-owned): the binary (0755)
+# and the links `restart-wrapper install` makes, so that the image mounted as a volume at
+# /restart-process gives /restart-process/restart-wrapper and /restart-process/bin/{tar,rm,test}.
+mkdir -m 0755 "$work/layer" "$work/layer/bin"
+install -m 0755 "$binary" "$work/layer/restart-wrapper"
+for tool in tar rm test; do ln -s ../restart-wrapper "$work/layer/bin/$tool"; done
+tar --create --file "$work/layer.tar" --directory "$work/layer" --format=ustar --numeric-owner \
+  --owner=0 --group=0 --mtime=@0 --sort=name bin restart-wrapper
 "$crane" append "${flags[@]}" --oci-empty-base --new_layer "$work/layer.tar" --new_tag "$image" >/dev/null
 # BuildKit gives a FROM scratch image the default PATH; everything else is the Dockerfile's.
 "$crane" mutate "${flags[@]}" "$image" --tag "$image" --set-platform "$platform" \

@@ -20,8 +20,9 @@ def tool(name: str) -> str:
     return found
 
 
-def test_dockerfile_is_hadolint_clean():
-    result = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "examples/app/Dockerfile"])
+def test_dockerfiles_are_hadolint_clean(dockerfile):
+    result = subprocess.run([tool("hadolint"), dockerfile], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
