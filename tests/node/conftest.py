@@ -8,6 +8,9 @@ Every test runs on a containerd 2 node; a test marked `both_runtimes` runs on a 
 node as well (its own control plane, node and webhook, after the containerd 2 ones stop): the
 behaviours that depend on the runtime -- the default PATH, the image config, the trigger volume,
 `kubectl cp`, and which delivery `auto` chooses.
+
+The webhook reads its cluster as the chart's does (delivery `auto`): on containerd 2 the wrapper
+comes as an image volume, on 1.6 by init container (`expected_delivery`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from tests.support.webhook_server import WebhookServer, wait_for_mutation
 from tests.support.live_update import Cluster
 from tests.support.registry import Registry
 from .images import ImageBuilder
-from .node import CONTAINERD_2, RUNTIMES, Node, NodeControlPlane, clean_stale
+from .node import CONTAINERD_1_6, CONTAINERD_2, RUNTIMES, Node, NodeControlPlane, clean_stale
 from .pods import TIMINGS, timed
 
 REQUIRED = ("unshare", "containerd", "containerd-shim-runc-v2", "runc", "ip")  # Debian's: containerd 1.6
@@ -44,6 +47,15 @@ def node_runtime(request) -> str:
     """Which containerd the node runs (tests/node/node.py's RUNTIMES). pytest groups the tests by
     it, so each runtime's control plane, node and webhook run once, one runtime after the other."""
     return request.param
+
+
+# What delivery `auto` must choose on each runtime: only containerd 2.1+ mounts image volumes.
+DELIVERY = {CONTAINERD_2: "image-volume", CONTAINERD_1_6: "init-container"}
+
+
+@pytest.fixture(scope="session")
+def expected_delivery(node_runtime) -> str:
+    return DELIVERY[node_runtime]
 
 
 def pytest_collection_modifyitems(items):
@@ -124,7 +136,8 @@ def node(node_runtime, node_plane, node_registry, node_images):
 
 @pytest.fixture(scope="session")
 def node_webhook(node_plane, node_images):
-    server = WebhookServer("--wrapper-image", node_images.wrapper).start()
+    # --kubeconfig: it reads the cluster (version, ImageVolume gate, nodes) for delivery `auto`.
+    server = WebhookServer("--wrapper-image", node_images.wrapper, "--kubeconfig", str(node_plane.kubeconfig)).start()
     yield server
     server.close()
 
@@ -134,7 +147,7 @@ def node_registered(node_api, node_core, node_webhook, node):
     admission = client.AdmissionregistrationV1Api(node_api)
     body = webhook_configuration(node_webhook.client_config())
     admission.create_mutating_webhook_configuration(body)
-    wait_for_mutation(node_core, "default")
+    wait_for_mutation(node_core, "default", delivery=DELIVERY[node.runtime])
     yield body
     admission.delete_mutating_webhook_configuration(body["metadata"]["name"])
 

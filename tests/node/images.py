@@ -145,7 +145,7 @@ class ImageBuilder:
     def push_app(self) -> str:
         """The example app on busybox-static: its Dockerfile's layout (/app owned by 65532, USER
         65532, ENTRYPOINT /app/bin/example), with busybox's sh, tar (kubectl cp) and coreutils,
-        and a /tmp, as the alpine base has."""
+        and a /tmp, as its Debian base has."""
         return self.push(Image("example-app", [
             *busybox_entries(),
             Entry("tmp", mode=0o1777, directory=True),

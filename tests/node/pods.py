@@ -9,6 +9,7 @@ import threading
 import time
 
 from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
+from tests.support.webhook_server import delivery_of
 
 # Seconds the session's steps took, printed at the end of the run (conftest.py).
 TIMINGS: dict[str, float] = {}
@@ -64,6 +65,22 @@ def events(cluster: Cluster, name: str) -> str:
     items = json.loads(cluster.run("get", "events", "--field-selector", f"involvedObject.name={name}",
                                    "-o", "json", check=False) or '{"items": []}')["items"]
     return "\n".join(f"{e.get('reason')}: {e.get('message')}" for e in items)
+
+
+def assert_delivered(pod_json: dict, delivery: str, wrapper_image: str) -> None:
+    """The wrapper reached the pod the way `delivery` says, from `wrapper_image`: mounted as an
+    image volume with no init container, or installed by an init container that finished."""
+    spec, status = pod_json["spec"], pod_json["status"]
+    assert delivery_of(pod_json) == delivery, pod_json["metadata"].get("annotations")
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "restart-process"]
+    inits = [c["name"] for c in spec.get("initContainers") or []]
+    if delivery == "image-volume":
+        assert volume["image"]["reference"] == wrapper_image and "emptyDir" not in volume, volume
+        assert "restart-process-install" not in inits
+    else:
+        assert "emptyDir" in volume and "image" not in volume, volume
+        assert inits[0] == "restart-process-install" and spec["initContainers"][0]["image"] == wrapper_image
+        assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
 
 
 def wrapped(spec: dict, container: str = "app") -> bool:

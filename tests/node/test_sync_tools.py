@@ -2,7 +2,8 @@
 
 `kubectl cp` runs `test -d DEST` and `tar -xmf - -C DIR` in the container through the exec API,
 Tilt runs `tar -C / -x -f -` and `rm -rf PATH...`; the runtime finds them on the container's PATH.
-The install container lays down /restart-process/bin/{tar,rm,test} (links to the wrapper) and the webhook
+/restart-process/bin/{tar,rm,test} are links to the wrapper -- in the wrapper image, mounted as an
+image volume on containerd 2; laid down by the install container on 1.6 -- and the webhook
 appends that directory to PATH -- here the runtime's default PATH, as the image's config sets
 none. The image holds the example app and its data directory, nothing else.
 (tests/node/test_tilt.py runs Tilt itself against such an image.)
@@ -10,14 +11,14 @@ none. The image holds the example app and its data directory, nothing else.
 
 from __future__ import annotations
 
-import pytest
-
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support.live_update import NO_GREETING, WRAPPER, ScenarioFailure
 from webhook.synctools import RUNTIME_DEFAULT_PATH
-from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, pod, wait_running
+from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, assert_delivered, pod, wait_running
 
 TOOLS = "/restart-process/bin"
 
@@ -32,10 +33,10 @@ def _env(spec: dict) -> dict[str, str]:
 
 
 @pytest.mark.both_runtimes
-def test_kubectl_cp_and_rm_in_an_image_with_only_a_static_program(restricted, node_images):
+def test_kubectl_cp_and_rm_in_an_image_with_only_a_static_program(restricted, node_images, expected_delivery):
     cluster = restricted
     cluster.apply(_scratch_pod("bare", node_images.scratch_app))
-    wait_running(cluster, "bare")
+    assert_delivered(wait_running(cluster, "bare"), expected_delivery, node_images.wrapper)
     (first,) = cluster.wait_starts("bare", 1)
     assert first.greeting == NO_GREETING
     spec = cluster.get("pod", "bare")["spec"]

@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from tests.support.live_update import NO_GREETING, WRAPPER, Cluster, ScenarioFailure, Start
+from tests.support.webhook_server import delivery_of
 from .pods import TIMINGS, program_of
 from .tilt import Tilt, crane_example_settings
 
@@ -69,13 +70,13 @@ def test_tilt_up_reruns_the_program_in_place_on_each_edit_and_deletion(tilt, res
 
     # Tilt built and pushed the image with crane, and the pod has no command of its own: the
     # webhook read ENTRYPOINT /app/bin/example (and no CMD: build.sh cleared busybox's) from the
-    # registry, and the init container installed the wrapper.
+    # registry, and the wrapper came as an image volume (containerd 2).
     (container,) = pod_json["spec"]["containers"]
     assert container["image"].startswith(f"{node_registry.host}/{APP}:tilt-build-"), container["image"]
     template = cluster.get("deployment", APP)["spec"]["template"]["spec"]
     assert "command" not in template["containers"][0], "the Tiltfile's pod should leave the program to the image"
     assert program_of(pod_json["spec"]) == ["/app/bin/example"]
-    assert pod_json["spec"]["initContainers"][0]["name"] == "restart-process-install"
+    assert delivery_of(pod_json) == "image-volume"
 
     (first,) = tilt.wait(lambda: cluster.starts(pod), "the program's first start", ignoring=(ScenarioFailure,))
     assert first.greeting == greeting.read_text().strip()

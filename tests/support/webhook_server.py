@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 import subprocess
@@ -97,10 +98,18 @@ def annotated_pod(name: str, annotations: dict | None = None, **container) -> di
     }
 
 
-def wait_for_mutation(core, namespace: str, timeout: float = 30) -> None:
-    """A webhook is ready only once a dry-run create comes back mutated (cert-manager's check)."""
+def delivery_of(pod: dict) -> str | None:
+    """How the webhook delivered the wrapper to a pod (its status annotation), or None: not injected."""
+    status = (pod.get("metadata", {}).get("annotations") or {}).get("restart-process.dev/injected")
+    return json.loads(status)["delivery"]["mode"] if status else None
+
+
+def wait_for_mutation(core, namespace: str, timeout: float = 30, delivery: str | None = None) -> None:
+    """A webhook is ready only once a dry-run create comes back mutated (cert-manager's check) --
+    and, given `delivery`, mutated that way (the webhook has seen the nodes that decide it)."""
     def mutated():
         pod = core.create_namespaced_pod(namespace, annotated_pod(f"probe-{uuid.uuid4().hex[:8]}"), dry_run="All")
-        return bool(pod.spec.init_containers)
+        got = delivery_of(core.api_client.sanitize_for_serialization(pod))
+        return got is not None and (delivery is None or got == delivery)
 
-    wait_until(mutated, timeout, interval=0.2, what="the API server to apply the webhook")
+    wait_until(mutated, timeout, interval=0.2, what=f"the API server to apply the webhook ({delivery or 'any delivery'})")
