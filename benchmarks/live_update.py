@@ -11,7 +11,7 @@ hits all alike:
                    on a second Deployment of the same image;
   replace (plain)  what users have without the webhook: delete the pod of an unwrapped Deployment
                    of the same image; its ReplicaSet's new pod starts the program;
-  replace (wrapped) the same with the webhook (init container, wrapper), for reference.
+  replace (wrapped) the same with the webhook (the wrapper as an image volume), for reference.
 
 Every latency ends at the timestamp containerd gave the program's "started" line in the
 container's log file on the node (/var/log/pods/...): containerd stamps each line, in
@@ -29,8 +29,13 @@ wrapper's "restarting" log line. File times are the kernel's coarse clock (one t
 HZ=250, may be missing from a step).
 
 Pod start: the same bare pod (the example's template, no command: with the webhook, ENTRYPOINT
-is looked up in the registry) created in a namespace the webhook serves and in one it does not,
-alternating; create call -> the Ready condition seen by a watch, and -> the first output.
+is looked up in the registry) created in a namespace the webhook does not serve, and in one it
+serves with each delivery -- the wrapper as an image volume (what `auto` chooses on this
+containerd 2 node) and by init container (the pod's restart-process.dev/delivery) -- in
+rotating order; create call -> the Ready condition seen by a watch, and -> the first output.
+
+The node runs containerd 2 (tests/node's default runtime), the webhook reads its cluster as the
+chart's does, so every wrapped pod here gets the image volume unless it asks otherwise.
 
     sudo .venv/bin/python -m benchmarks.live_update [--rounds N] [--pods N]
 """
@@ -64,7 +69,7 @@ from tests.node.tilt import Tilt, crane_example_settings
 from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
 from tests.support.registry import Registry
 from tests.support.waiting import wait_until
-from tests.support.webhook_server import WebhookServer, wait_for_mutation
+from tests.support.webhook_server import WebhookServer, delivery_of, wait_for_mutation
 from webhook.names import TRIGGER_ENV
 from webhook.registration import webhook_configuration
 
@@ -183,7 +188,7 @@ def session():
         images = {"busybox": builder.push_busybox(), "wrapper": builder.push_wrapper(), "pause": builder.push_pause()}
         node = Node(plane, registry.host, images["pause"]).start()
         stack.callback(node.stop)
-        server = WebhookServer("--wrapper-image", images["wrapper"]).start()
+        server = WebhookServer("--wrapper-image", images["wrapper"], "--kubeconfig", str(plane.kubeconfig)).start()
         stack.callback(shutil.rmtree, server.dir, True)  # its certificates: stop() leaves them
         stack.callback(server.stop)
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
@@ -193,7 +198,7 @@ def session():
         kubectl = [str(find_binary("kubectl")), f"--kubeconfig={plane.kubeconfig}"]
         for name in ("on", "off"):
             core.create_namespace({"metadata": {"name": f"bench-{name}", "labels": {SELECTOR: name}}})
-        wait_for_mutation(core, "bench-on")
+        wait_for_mutation(core, "bench-on", delivery="image-volume")
         yield Session(node, core, Cluster(kubectl, "bench-on", timeout=WAIT), Cluster(kubectl, "bench-off", timeout=WAIT),
                       images, builder.crane, registry.host, plane.kubeconfig)
 
@@ -314,12 +319,30 @@ def replace(s: Session, cluster: Cluster, app: str, expect_wrapped: bool) -> dic
     return {"total": started - began, "delete -> old pod gone (kubectl delete returns)": time.time() - began}
 
 
-def pod_start(s: Session, cluster: Cluster, image: str, i: int, expect_wrapped: bool) -> dict:
+# Pod start's cases: where the pod is created, the delivery it asks for, the one it must get, and
+# whether it has an emptyDir of its own. The last is the baseline for what any volume costs: the
+# kubelet waits for a pod's volumes before it starts a container, and a wrapped pod always has one
+# (the trigger's emptyDir) where the bare example has none.
+STARTS = {"start-off": ("off", None, None, False),
+          "start-off-emptydir": ("off", None, None, True),
+          "start-volume": ("on", None, "image-volume", False),
+          "start-init": ("on", "init-container", "init-container", False)}
+
+
+def pod_start(s: Session, case: str, image: str, i: int) -> dict:
     """Create a bare pod from the example's template; time to Ready (seen by a watch) and to output."""
+    where, asks, expected, emptydir = STARTS[case]
+    cluster = s.on if where == "on" else s.off
     template = deployment("x", image)["spec"]["template"]
-    name = f"start-{i}"
-    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {**template["metadata"], "name": name},
-            "spec": template["spec"]}
+    name = f"{case}-{i}"
+    annotations = {**template["metadata"]["annotations"], **({"restart-process.dev/delivery": asks} if asks else {})}
+    spec = template["spec"]
+    if emptydir:
+        spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+        spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {**template["metadata"], "name": name,
+                                                            "annotations": annotations},
+            "spec": spec}
     began = time.time()
     created = s.core.create_namespaced_pod(cluster.namespace, body)
     ready = None
@@ -333,8 +356,9 @@ def pod_start(s: Session, cluster: Cluster, image: str, i: int, expect_wrapped: 
     if ready is None:
         raise ScenarioFailure(f"{name} did not become Ready in {WAIT}s")
     pod = s.core.read_namespaced_pod(name, cluster.namespace)
-    if wrapped(pod) != expect_wrapped:
-        raise ScenarioFailure(f"{name}: wrapped={wrapped(pod)}, expected {expect_wrapped}")
+    got = delivery_of(s.core.api_client.sanitize_for_serialization(pod))
+    if got != expected or wrapped(pod) != (expected is not None):
+        raise ScenarioFailure(f"{name}: delivery {got}, wrapped={wrapped(pod)}, expected {expected}")
     container_log = ContainerLog(s.node, cluster.namespace, name, pod.metadata.uid)
     started = wait_until(lambda: container_log.started(), WAIT, 0.01, f"{name}'s program to print")
     s.core.delete_namespaced_pod(name, cluster.namespace)
@@ -370,13 +394,14 @@ def ratio(a: list[float], b: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="edits of each kind and pod replacements of each kind")
-    parser.add_argument("--pods", type=int, default=12, help="pod starts with and without the webhook, each")
+    parser.add_argument("--pods", type=int, default=12, help="pod starts of each kind (no webhook, image volume, "
+                                                             "init container)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the node needs root (containerd, mounts, cgroups): sudo make bench")
 
     began = time.monotonic()
-    results: dict[str, list[dict]] = {"tilt": [], "hand": [], "plain": [], "wrapped": [], "start-on": [], "start-off": []}
+    results: dict[str, list[dict]] = {"tilt": [], "hand": [], "plain": [], "wrapped": [], **{case: [] for case in STARTS}}
     with session() as s, contextlib.ExitStack() as stack:
         log(f"node ready in {time.monotonic() - began:.0f}s; starting tilt up")
         tilt = Tilt("tilt-crane", s.kubeconfig, s.on.namespace,
@@ -412,13 +437,14 @@ def main() -> None:
                 f"{results['hand'][-1]['total'] * 1000:.0f} ms, replace {results['plain'][-1]['total'] * 1000:.0f} / "
                 f"{results['wrapped'][-1]['total'] * 1000:.0f} ms")
         # After the rounds, so the edits' Tilt and pods are idle; the same spec in both namespaces.
-        log(f"pod starts: {args.pods} with the webhook, {args.pods} without, alternating")
-        pod_start(s, s.on, image, -1, True)
-        pod_start(s, s.off, image, -1, False)
+        log(f"pod starts: {args.pods} each without the webhook (with no volume, with an emptyDir), by image "
+            f"volume and by init container, rotating")
+        cases = list(STARTS)
+        for case in cases:  # warm-up: the wrapper image pulled, each path exercised once
+            pod_start(s, case, image, -1)
         for i in range(args.pods):
-            order = [("start-on", s.on, True), ("start-off", s.off, False)]
-            for key, cluster, expect in (order if i % 2 == 0 else order[::-1]):
-                results[key].append(pod_start(s, cluster, image, i, expect))
+            for case in cases[i % len(cases):] + cases[:i % len(cases)]:
+                results[case].append(pod_start(s, case, image, i))
         for pod in (tilt_pod, hand_pod):  # nothing in either live-updated container restarted
             status = s.core.read_namespaced_pod(pod.metadata.name, s.on.namespace).status.container_statuses[0]
             assert status.restart_count == 0, status
@@ -448,16 +474,27 @@ def main() -> None:
     table("the same steps by hand with kubectl", results["hand"])
     print(f"  (kubectl's own start, `kubectl version --client`: median {statistics.median(kubectl_start) * 1000:.0f} ms)")
     table("pod start without the webhook", results["start-off"])
-    table("pod start with the webhook", results["start-on"])
+    table("pod start without the webhook, with an emptyDir volume", results["start-off-emptydir"])
+    table("pod start with the webhook, the wrapper as an image volume (auto on containerd 2)", results["start-volume"])
+    table("pod start with the webhook, the wrapper by init container", results["start-init"])
     for key in ("create -> Ready", "create -> first output"):
-        on = [r[key] for r in results["start-on"]]
         off = [r[key] for r in results["start-off"]]
-        print(f"ratio {key} with / without the webhook: {ratio(on, off)}" + (" (target <= 1.2x)" if "Ready" in key else ""))
+        off_emptydir = [r[key] for r in results["start-off-emptydir"]]
+        for case, label, target in (("start-volume", "image volume", " (target <= 1.1x)"),
+                                    ("start-init", "init container", "")):
+            print(f"ratio {key}, {label} / no webhook: {ratio([r[key] for r in results[case]], off)}"
+                  + (target if "Ready" in key else ""))
+        print(f"ratio {key}, image volume / no webhook with an emptyDir: "
+              f"{ratio([r[key] for r in results['start-volume']], off_emptydir)}")
     # Why, from the kubelet's log: it starts the app container only once it has seen the init
     # container exit, and a kubelet with the generic PLEG (the default) sees container state
-    # changes by relisting the runtime once a second.
-    print("(with the webhook, the kubelet starts the app container after its next PLEG relist -- once a\n"
-          " second -- has seen the init container exit: about one second more, whatever the webhook does)")
+    # changes by relisting the runtime once a second. An image volume has no init container.
+    print("(by init container, the kubelet starts the app container after its next PLEG relist -- once a\n"
+          " second -- has seen the init container exit: about one second more, whatever the webhook does;\n"
+          " an image volume is mounted with the pod's other volumes, before any container starts. What is\n"
+          " left before the first output is any volume's: the kubelet's volume manager polls for a pod's\n"
+          " volumes every 300 ms, so the bare pod, which has none, starts sooner -- the same pod with an\n"
+          " emptyDir of its own starts as late as the wrapped one, whose trigger volume is an emptyDir)")
 
 
 if __name__ == "__main__":
