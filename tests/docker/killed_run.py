@@ -1,5 +1,6 @@
 """A test run that is killed: start a private daemon (tests/support/docker.py), run a container
-with a published port on it, print what it owns as one JSON line, and wait to be killed.
+with a published port on it, and one on a network of its own (as kind's nodes are), print what it
+owns as one JSON line, and wait to be killed.
 
     python -m tests.docker.killed_run
 
@@ -32,8 +33,13 @@ def main() -> int:
     daemon.docker("import", "-", "killed-run/busybox:1", input=busybox_image(), text=False)
     container = daemon.docker("run", "--detach", "--publish", "127.0.0.1::8080", "killed-run/busybox:1",
                               "/bin/busybox", "sleep", "3600").stdout.strip()
+    network_bridge = daemon.network_bridge("k")
+    daemon.docker("network", "create", "--driver", "bridge", "--opt", f"com.docker.network.bridge.name={network_bridge}",
+                  "kind")
+    daemon.docker("run", "--detach", "--network", "kind", "killed-run/busybox:1", "/bin/busybox", "sleep", "3600")
     print(json.dumps({
-        "directory": str(daemon.dir), "bridge": daemon.bridge, "cgroup": daemon.cgroup_parent,
+        "directory": str(daemon.dir), "bridge": daemon.bridge, "network_bridge": network_bridge,
+        "cgroup": daemon.cgroup_parent,
         "dockerd": daemon.pid(), "janitor": daemon.janitor.process.pid, "container": container,
         "port": daemon.docker("port", container, "8080/tcp").stdout.strip(),
     }), flush=True)

@@ -119,9 +119,10 @@ def test_the_daemon_is_private(docker_daemon):
 
 
 def test_a_killed_test_run_leaves_nothing_behind(tmp_path):
-    """A run that started a daemon and a container (with a published port: docker-proxy) is
-    killed with SIGKILL: no dockerd, containerd, shim, container or proxy process of it remains,
-    and no bridge, veth, cgroup, mount or directory -- and no iptables rule ever existed."""
+    """A run that started a daemon and containers (one with a published port: docker-proxy; one on
+    a network of its own, as kind's nodes are) is killed with SIGKILL: no dockerd, containerd,
+    shim, container or proxy process of it remains, and no bridge, veth, cgroup, mount or
+    directory -- and no iptables rule ever existed."""
     iptables_before = _iptables()
     forwarding_before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     stderr = open(tmp_path / "killed_run.err", "wb")
@@ -147,6 +148,7 @@ def test_a_killed_test_run_leaves_nothing_behind(tmp_path):
         veths = [link["ifname"] for link in json.loads(subprocess.run(
             ["ip", "-j", "link", "show", "master", owned["bridge"]], capture_output=True, text=True).stdout or "[]")]
         assert veths, "the container is on the run's bridge"
+        assert owned["network_bridge"] in janitor.bridges(), "the network's bridge is of the run's family"
         inside = Path(f"/proc/{owned['dockerd']}/mountinfo").read_text()
         assert re.search(re.escape(str(directory)) + r"/data/overlay2/\S+/merged", inside), "the container's root"
         assert str(directory) not in Path("/proc/self/mountinfo").read_text(), "mounts stay in the namespace"
@@ -168,7 +170,7 @@ def test_a_killed_test_run_leaves_nothing_behind(tmp_path):
     assert not [p for p in now.values() if _mentions(p, str(directory))]
     assert not [p for p in now.values() if p["pidns"] == dockerd["pidns"] or p["mntns"] == dockerd["mntns"]]
     assert not janitor.cgroup_paths(owned["cgroup"])
-    assert owned["bridge"] not in janitor.bridges()
+    assert owned["bridge"] not in janitor.bridges() and owned["network_bridge"] not in janitor.bridges()
     for veth in veths:
         assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode != 0, veth
     assert str(directory) not in Path("/proc/self/mountinfo").read_text()
@@ -179,8 +181,8 @@ def test_a_killed_test_run_leaves_nothing_behind(tmp_path):
 
 
 def test_clean_stale_removes_only_what_dead_runs_left():
-    """Directory, cgroup parent and bridge named after a PID that is gone are removed; those of
-    a PID that runs are kept."""
+    """Directory, cgroup parent and bridges (the daemon's and a network's of its family) named after
+    a PID that is gone are removed; those of a PID that runs are kept."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     living = subprocess.Popen(["sleep", "60"])
@@ -197,6 +199,7 @@ def test_clean_stale_removes_only_what_dead_runs_left():
                 cgroups.append(path)
             bridge = f"{docker.BRIDGE_PREFIX}{pid}"
             janitor.add_bridge(bridge)
+            janitor.add_bridge(f"{bridge}-k")
             made[pid] = (directory, cgroups, bridge)
 
         removed = docker.clean_stale()
@@ -205,8 +208,10 @@ def test_clean_stale_removes_only_what_dead_runs_left():
         assert not directory.exists() and str(directory) in removed
         assert not any(path.exists() for path in cgroups)
         assert bridge not in janitor.bridges() and bridge in removed
+        assert f"{bridge}-k" not in janitor.bridges() and f"{bridge}-k" in removed
         directory, cgroups, bridge = made[living.pid]
         assert directory.exists() and all(path.exists() for path in cgroups) and bridge in janitor.bridges()
+        assert f"{bridge}-k" in janitor.bridges()
     finally:
         living.kill()
         living.wait()

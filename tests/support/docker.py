@@ -221,6 +221,14 @@ class DockerDaemon:
             raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
         return result
 
+    def network_bridge(self, suffix: str) -> str:
+        """A bridge name for a network this daemon creates (`docker network create -o
+        com.docker.network.bridge.name=...`): of the family the janitor removes with the daemon's
+        own bridge, so a killed run leaves it behind no more than that one."""
+        name = f"{self.bridge}-{suffix}"
+        assert len(name) <= 15 and suffix[:1].isalpha(), name  # IFNAMSIZ
+        return name
+
     # --- what it runs ----------------------------------------------------------------------
 
     def pid(self) -> int | None:

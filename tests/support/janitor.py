@@ -38,6 +38,7 @@ from .processes import die_with_parent
 from .waiting import wait_until
 
 CGROUP_FS = Path("/sys/fs/cgroup")
+FAMILY = r"-[a-z][0-9a-z]*"  # what follows an owned bridge's name in its family's
 
 
 def alive(pid: int) -> bool:
@@ -118,7 +119,9 @@ def remove_directory(directory: Path, timeout: float = 30) -> None:
 
 @dataclass(frozen=True)
 class Owned:
-    """What one harness instance owns. An empty cgroup or bridge name: none."""
+    """What one harness instance owns. An empty cgroup or bridge name: none. The bridge stands for
+    its family too: bridges named BRIDGE-SUFFIX (a letter first), which a daemon creates for
+    networks the harness asks for (DockerDaemon.network_bridge)."""
     directory: Path
     cgroup: str = ""
     bridge: str = ""
@@ -133,7 +136,9 @@ def clean(owned: Owned, directory: bool = True) -> None:
         for path in cgroup_paths(owned.cgroup):
             remove_cgroup_tree(path)
     if owned.bridge:
-        delete_bridge(owned.bridge)
+        for name in bridges():
+            if name == owned.bridge or re.fullmatch(re.escape(owned.bridge) + FAMILY, name):
+                delete_bridge(name)
     if directory and owned.directory.exists():
         remove_directory(owned.directory)
 
@@ -146,7 +151,7 @@ def clean_stale(directory_prefix: str, cgroup_prefix: str = "", bridge_prefix: s
     removed = []
 
     def stale(prefix: str, name: str) -> bool:
-        match = re.fullmatch(re.escape(prefix) + r"(\d+)(?:[-x]\d+)?", name)
+        match = re.fullmatch(re.escape(prefix) + r"(\d+)(?:[-x]\d+)?(?:" + FAMILY + ")?", name)
         return bool(match) and not alive(int(match.group(1)))
 
     if cgroup_prefix:
