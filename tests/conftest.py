@@ -40,3 +40,38 @@ def docker_bases(docker_daemon):
     seconds, log = docker.import_bases(docker_daemon)
     docker.TIMINGS["base images (cached)" if ": built in " not in log else "base images (built)"] = seconds
     return log
+
+
+# Both Dockerfile targets, built once a session for tests/docker and tests/e2e alike.
+
+@pytest.fixture(scope="session")
+def wrapper_build(docker_daemon, docker_bases) -> docker.Build:
+    return docker.build(docker_daemon, "wrapper", docker.WRAPPER_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def webhook_build(docker_daemon, docker_bases) -> docker.Build:
+    return docker.build(docker_daemon, "webhook", docker.WEBHOOK_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def wrapper_image(wrapper_build) -> str:
+    if wrapper_build.returncode != 0:
+        pytest.fail(f"docker build --target wrapper failed:\n{wrapper_build.output[-6000:]}")
+    return wrapper_build.image
+
+
+@pytest.fixture(scope="session")
+def webhook_image(webhook_build) -> str:
+    if webhook_build.returncode != 0:
+        pytest.fail(f"docker build --target webhook failed:\n{webhook_build.output[-6000:]}")
+    return webhook_build.image
+
+
+def pytest_terminal_summary(terminalreporter):
+    if docker.TIMINGS:
+        terminalreporter.write_line("docker: " + ", ".join(f"{k} {v:.1f}s" for k, v in docker.TIMINGS.items()))
+    if docker.SIZES:
+        terminalreporter.write_line("docker images: " + ", ".join(
+            f"{image} {size:,} bytes ({size / 1e6:.1f} MB)" if size >= 1e6 else f"{image} {size:,} bytes"
+            for image, size in docker.SIZES.items()))

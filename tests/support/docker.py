@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .janitor import Janitor, Owned, add_bridge, clean, clean_stale as _clean_stale
@@ -275,3 +276,45 @@ def host_ca_bundle() -> Path | None:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+# --- the project's images ----------------------------------------------------------------------
+
+VERSION = (ROOT / "VERSION").read_text().strip()
+WRAPPER_IMAGE = f"restart-process/restart-wrapper:{VERSION}"  # the README's names
+WEBHOOK_IMAGE = f"restart-process/webhook:{VERSION}"
+SIZES: dict[str, int] = {}  # image -> bytes, printed at the end of the run
+
+
+@dataclass
+class Build:
+    image: str
+    seconds: float
+    returncode: int
+    output: str
+    size: int | None = None
+
+
+def build_options() -> list[str]:
+    """What `docker build` needs on top of the README's command on this kind of machine:
+    `--network host`, as the private daemon has no NAT and the RUN steps download packages; and
+    the host's CA bundle as the build secret the Dockerfile gives pip, where HTTPS goes through a
+    TLS-intercepting proxy (tests/docker/conftest.py says why there is no cleaner way)."""
+    options = ["--network", "host"]
+    ca = host_ca_bundle()
+    if ca is not None:
+        options += ["--secret", f"id=ca-certificates,src={ca}"]
+    return options
+
+
+def build(daemon: DockerDaemon, target: str, image: str) -> Build:
+    """`docker build --target TARGET -t IMAGE .`, as the README has it, plus build_options()."""
+    started = time.monotonic()
+    result = daemon.docker("build", *build_options(), "--target", target, "-t", image, ".", check=False, timeout=1800)
+    built = Build(image, time.monotonic() - started, result.returncode, result.stdout + result.stderr)
+    TIMINGS[f"docker build --target {target}"] = built.seconds
+    if result.returncode == 0:
+        built.size = int(daemon.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+        SIZES[image] = built.size
+    return built
+
