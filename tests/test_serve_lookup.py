@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 
 import pytest
 import yaml
 
 from tests.support.golden import expected_output, expected_warnings, image_configs, inputs
-from tests.support.registry import DOCKER_LIST, DOCKER_MANIFEST
+from tests.support.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST
 from tests.support.registry_lookups import lookup, push_golden_images
 from tests.support.reviews import apply_response, pod_review
 from tests.support.webhook_server import WebhookServer
@@ -67,6 +68,19 @@ def test_unknown_image_is_a_warning_and_the_pod_is_left_unwrapped(registry, serv
     assert "patch" not in response
     warning = response["warnings"][0]
     assert "could not be read" in warning and "not found" in warning and "restart-process.dev/entrypoint" in warning
+
+
+def test_a_manifest_that_does_not_match_its_digest_is_a_warning_and_the_pod_is_left_unwrapped(registry, server):
+    unique = uuid.uuid4().hex  # the registry's storage is content-addressed and shared by the module
+    good = registry.push_image("lying", "v1", entrypoint=["/good", unique])
+    evil = registry.push_image("lying", "evil", entrypoint=["/evil", unique])
+    registry.tamper(good, registry.http.get(f"/v2/lying/manifests/{evil}", headers={"Accept": OCI_MANIFEST}).content)
+    pod = {"metadata": {"name": "p", "annotations": {"restart-process.dev/enabled": "true"}},
+           "spec": {"containers": [{"name": "app", "image": f"{registry.host}/lying:v1"}]}}
+    response = server.post("/mutate", json=pod_review(pod)).json()["response"]
+    assert "patch" not in response  # not wrapped with what the lying registry said
+    (warning,) = response["warnings"]
+    assert "could not be read" in warning and "does not match its Docker-Content-Digest" in warning, warning
 
 
 def test_the_server_answers_in_time_when_a_registry_hangs(server):

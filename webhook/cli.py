@@ -183,9 +183,12 @@ def _host_arch() -> str:
 
 def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
     _switch(parser, "no-registry-lookup", "never read image configs (ENTRYPOINT/CMD, PATH) from registries")
-    _flag(parser, "registry-timeout", 2.0, "seconds for all registry lookups of one pod", type=float)
+    _flag(parser, "registry-timeout", 2.0, "seconds for all lookups of one pod (serve: reading its pull secrets, "
+          "tokens, manifests and configs) or of one run (inject), together", type=float)
     _flag(parser, "insecure-registries", ",".join(DEFAULT_INSECURE_REGISTRIES),
-          "comma-separated host[:port] patterns reached over plain HTTP")
+          "comma-separated host[:port] patterns reached over plain HTTP, each matched against the whole "
+          "host[:port]: * is any run of characters (localhost:* is any port); every other character is itself, "
+          "brackets included ([::1]:* is IPv6 loopback), letters in either case")
     _flag(parser, "default-arch", _host_arch(), "architecture for image indexes when a pod has no kubernetes.io/arch nodeSelector")
     _flag(parser, "registry-aliases", {}, "comma-separated FROM=TO: reach registry FROM (as images name it) at TO",
           type=_aliases)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -23,10 +24,20 @@ class PullSecrets:
     def __init__(self, api: client.ApiClient):
         self.core = client.CoreV1Api(api)
 
-    async def for_pod(self, pod: dict, namespace: str | None) -> tuple[Credential, ...]:
-        return await asyncio.to_thread(self._read, pod, namespace)
+    async def for_pod(self, pod: dict, namespace: str | None, deadline: float | None = None) -> tuple[Credential, ...]:
+        """`deadline`: a time.monotonic() by which every read has ended (TimeoutError after it), so
+        the thread that reads does not outlive the pod's lookup by more than a moment either."""
+        return await asyncio.to_thread(self._read, pod, namespace, deadline)
 
-    def _read(self, pod: dict, namespace: str | None) -> tuple[Credential, ...]:
+    def _read(self, pod: dict, namespace: str | None, deadline: float | None = None) -> tuple[Credential, ...]:
+        def remaining() -> float | None:  # each request's timeout: what is left of the pod's deadline
+            if deadline is None:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the pod's lookup deadline passed while reading its pull secrets")
+            return left
+
         spec = pod.get("spec") or {}
         namespace = (pod.get("metadata") or {}).get("namespace") or namespace
         if not namespace:
@@ -34,7 +45,7 @@ class PullSecrets:
         names = [s.get("name") for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict)]
         account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         try:
-            sa = self.core.read_namespaced_service_account(account, namespace)
+            sa = self.core.read_namespaced_service_account(account, namespace, _request_timeout=remaining())
             names += [ref.name for ref in sa.image_pull_secrets or []]
         except ApiException as error:
             if error.status not in (403, 404):
@@ -42,7 +53,7 @@ class PullSecrets:
         credentials: list[Credential] = []
         for name in dict.fromkeys(n for n in names if n):
             try:
-                secret = self.core.read_namespaced_secret(name, namespace)
+                secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=remaining())
             except ApiException as error:
                 if error.status in (403, 404):
                     log.info("cannot read pull secret %s/%s (%s)", namespace, name, error.status)

@@ -3,7 +3,9 @@
 manifest (an index or manifest list is resolved to the wanted platform) -> config blob ->
 `config.Entrypoint` / `config.Cmd`. Anonymous access, Bearer tokens after a `WWW-Authenticate`
 challenge (Docker Hub, GHCR, distribution's token auth) and Basic auth. Plain HTTP only for the
-registries the operator lists. Blobs are checked against their digest.
+registries the operator lists (`host_pattern`). Every manifest and config blob is checked
+against its digest: the one asked for, or, for a manifest fetched by tag, the
+Docker-Content-Digest the registry sent with it; a mismatch is a lookup failure.
 
 Registries can be reached under another name (aliases), as a kind node reaches its local
 registry as `localhost:5001` while pods reach it as `kind-registry:5000` (KEP-1755).
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import hashlib
 import json
 import re
@@ -47,6 +48,7 @@ class RegistryClient:
                  failure_ttl: float = 30.0, cache_size: int = 512, transport: httpx.AsyncBaseTransport | None = None,
                  event_hooks: dict | None = None):
         self.insecure = insecure
+        self._plain_http = [host_pattern(pattern) for pattern in insecure]
         # Registry as named in images -> where this process reaches it: `localhost:5001` on a
         # kind node is the local registry, but inside the webhook's pod it is the pod itself.
         self.aliases = dict(aliases or {})
@@ -103,16 +105,26 @@ class RegistryClient:
         if not isinstance(config_digest, str):
             raise RegistryError(f"{ref.registry}/{ref.repository}:{ref.reference} has no image config")
         blob = await self._get(ref, f"/v2/{ref.repository}/blobs/{config_digest}", credential, None)
-        _check_digest(blob.content, config_digest)
+        if not _matches_digest(blob.content, config_digest):
+            raise RegistryError(f"{ref.registry} sent an image config for {ref.repository} that does not match its digest "
+                                f"{_short(config_digest)}: refused (a broken registry or proxy, or tampering)")
         config = _parse_config(blob.content)
         self._remember((self._host(ref.registry), ref.repository, digest, arch), config)
         return config
 
     async def _manifest(self, ref: ImageReference, reference: str, credential) -> tuple[dict, str]:
+        """The manifest and its digest, checked: against the digest asked for, or (by tag) against
+        the Docker-Content-Digest the registry sent, whose word is otherwise the cache key for good."""
         response = await self._get(ref, f"/v2/{ref.repository}/manifests/{reference}", credential, ACCEPT)
-        if reference.startswith("sha256:"):
-            _check_digest(response.content, reference)
-        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(response.content).hexdigest()
+        by_digest = ":" in reference
+        digest = reference if by_digest else response.headers.get("Docker-Content-Digest")
+        if digest:
+            if not _matches_digest(response.content, digest):
+                said = "" if by_digest else " its Docker-Content-Digest"
+                raise RegistryError(f"{ref.registry} sent a manifest for {ref.repository}@{reference} that does not "
+                                    f"match{said} {_short(digest)}: refused (a broken registry or proxy, or tampering)")
+        else:
+            digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
         try:
             return json.loads(response.content), digest
         except json.JSONDecodeError:
@@ -184,7 +196,7 @@ class RegistryClient:
         return self.aliases.get(registry, registry)
 
     def _is_insecure(self, registry: str) -> bool:
-        return any(fnmatch.fnmatchcase(registry, pattern) for pattern in self.insecure)
+        return plain_http(registry, self._plain_http)
 
     def _remember(self, key: tuple, config: ImageConfig) -> None:
         self._by_digest[key] = config
@@ -194,13 +206,21 @@ class RegistryClient:
 
 
 class Resolver:
-    """All the lookups one pod needs, concurrently, within one deadline; never raises."""
+    """All the lookups one pod needs, concurrently, within one deadline; never raises.
+
+    `deadline` is the budget in seconds (--registry-timeout). `resolve(..., until=T)` ends at the
+    monotonic time T instead, when the caller already spent part of that budget (on pull secrets):
+    whatever is still running then -- a token request, a manifest, a config blob -- is cancelled.
+    """
 
     def __init__(self, client: RegistryClient, deadline: float = 2.0):
         self.client = client
         self.deadline = deadline
 
-    async def resolve(self, images: list[str], arch: str, credentials: tuple[Credential, ...] = ()) -> dict:
+    async def resolve(self, images: list[str], arch: str, credentials: tuple[Credential, ...] = (),
+                      until: float | None = None) -> dict:
+        remaining = self.deadline if until is None else max(0.0, until - time.monotonic())
+
         async def one(image: str):
             try:
                 return await self.client.image_config(image, arch, credentials)
@@ -208,7 +228,7 @@ class Resolver:
                 return LookupFailure(str(error))
 
         tasks = {image: asyncio.ensure_future(one(image)) for image in dict.fromkeys(images)}
-        done, pending = await asyncio.wait(tasks.values(), timeout=self.deadline)
+        done, pending = await asyncio.wait(tasks.values(), timeout=remaining)
         for task in pending:
             task.cancel()
         results = {}
@@ -225,6 +245,21 @@ class Resolver:
 # --- small pure helpers ------------------------------------------------------------------------
 
 
+def plain_http(host: str, patterns) -> bool:
+    """Whether `host` (`host[:port]`, as the registry is reached) matches one of the --insecure-registries
+    `patterns` (strings, or `host_pattern`s)."""
+    return any((host_pattern(p) if isinstance(p, str) else p).fullmatch(host) for p in patterns)
+
+
+def host_pattern(pattern: str) -> re.Pattern:
+    """An --insecure-registries pattern, matched against a whole `host[:port]`: `*` stands for any
+    run of characters (`localhost:*`: any port), every other character for itself, letters in
+    either case. Not a glob: brackets are literal, so `[::1]:*` is IPv6 loopback on any port
+    (fnmatch would read `[::1]` as one character out of `:` and `1`, and match `1:5000`)."""
+    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)),
+                      re.IGNORECASE | re.DOTALL)
+
+
 def _choose_platform(manifests: list, arch: str) -> str | None:
     for entry in manifests:
         platform = entry.get("platform") or {}
@@ -239,10 +274,16 @@ def _parse_challenge(header: str) -> tuple[str, dict]:
     return scheme.lower(), params
 
 
-def _check_digest(content: bytes, digest: str) -> None:
+def _matches_digest(content: bytes, digest: str) -> bool:
+    """Whether `content` hashes to `digest` (sha256 or sha512, as the OCI spec registers them)."""
     algorithm, _, expected = digest.partition(":")
-    if algorithm != "sha256" or hashlib.sha256(content).hexdigest() != expected:
-        raise RegistryError(f"content does not match its digest {digest[:19]}…")
+    if algorithm not in ("sha256", "sha512"):
+        return False
+    return hashlib.new(algorithm, content).hexdigest() == expected
+
+
+def _short(digest: str) -> str:
+    return digest[:19] + "…" if len(digest) > 19 else digest
 
 
 def _parse_config(content: bytes) -> ImageConfig:

@@ -3,11 +3,15 @@
 import asyncio
 import base64
 import json
+import time
+import urllib.parse
 
+import yaml
 
 from tests.support.ports import free_port
 from tests.support.registry import PASSWORD, USER, Registry
 from tests.support.reviews import pod_review
+from tests.support.slowlink import SlowLink
 from tests.support.waiting import wait_until
 from tests.support.webhook_server import WebhookServer, annotated_pod
 from webhook.images import ImageConfig
@@ -85,3 +89,43 @@ def test_the_local_registry_is_discovered_from_kube_public(api, core, control_pl
             assert server.stop(), server.output()[-3000:]
     finally:
         core.delete_namespaced_config_map("local-registry-hosting", "kube-public")
+
+
+def test_pull_secrets_and_registry_share_one_deadline(core, control_plane, namespace, tmp_path):
+    """--registry-timeout is the pod's whole budget: reading its pull secrets from a slow API server
+    and then a slow registry end together at the deadline, not one budget after the other."""
+    private = Registry("htpasswd")
+    registry_link = SlowLink(("127.0.0.1", private.port), delay=2.0).start()  # manifest, retry, config: 6s
+    api_server = urllib.parse.urlsplit(control_plane.url)
+    # TLS and two reads: about 1.2s, under the half of the budget that pull secrets used to get on their own.
+    api_link = SlowLink((api_server.hostname, api_server.port), delay=0.3).start()
+    server = None
+    try:
+        private.push_image("private/slow", "v1", entrypoint=["/private"])
+        config = base64.b64encode(json.dumps({"auths": {registry_link.host: {"username": USER, "password": PASSWORD}}})
+                                  .encode()).decode()
+        core.create_namespaced_secret(namespace, {"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+                                                  "data": {".dockerconfigjson": config}})
+        kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+        kubeconfig["clusters"][0]["cluster"]["server"] = f"https://{api_link.host}"
+        (tmp_path / "slow-kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        server = WebhookServer("--registry-credentials", f"--kubeconfig={tmp_path / 'slow-kubeconfig'}",
+                               "--delivery=init-container", "--registry-timeout=4", directory=tmp_path).start()
+        pod = {"metadata": {"name": "p", "namespace": namespace, "annotations": {"restart-process.dev/enabled": "true"}},
+               "spec": {"imagePullSecrets": [{"name": "regcred"}],
+                        "containers": [{"name": "app", "image": f"{registry_link.host}/private/slow:v1"}]}}
+        with server.client() as client:
+            started = time.monotonic()
+            answer = client.post("/mutate", json=pod_review(pod, namespace=namespace), timeout=30)
+            elapsed = time.monotonic() - started
+        assert answer.status_code == 200
+        assert api_link.forwarded > 0 and registry_link.forwarded > 0  # secrets read, then the registry asked
+        # One budget after the other (pull secrets, then a full one for the registry) was about 5.2s.
+        assert elapsed < 4 + 0.6, f"answered after {elapsed:.2f}s with --registry-timeout=4"
+        assert "did not answer within 4s" in answer.json()["response"]["warnings"][0]
+    finally:
+        if server is not None:
+            assert server.close(), server.output()[-3000:]
+        api_link.stop()
+        registry_link.stop()
+        private.stop()

@@ -3,7 +3,8 @@
 import socket
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port free on `address` (an IPv4 or IPv6 address, without brackets)."""
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.bind((address, 0))
         return s.getsockname()[1]

@@ -101,10 +101,11 @@ class TokenService:
 class Registry:
     """`docker-registry serve` on a random loopback port. Always `stop()`."""
 
-    def __init__(self, auth: str | None = None):
+    def __init__(self, auth: str | None = None, address: str = "127.0.0.1"):
+        """`address`: where it listens; "[::1]" for IPv6 loopback."""
         self.dir = Path(tempfile.mkdtemp(prefix="restart-process-registry-"))
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.port = free_port(address.strip("[]"))
+        self.host = f"{address}:{self.port}"
         self.url = f"http://{self.host}"
         self.auth = auth
         self.token_service = None
@@ -188,6 +189,15 @@ class Registry:
                               "platform": {"os": "linux", "architecture": arch}})
         return self.push_manifest(repository, tag, {"schemaVersion": 2, "mediaType": media_type,
                                                     "manifests": manifests}, media_type)
+
+    def tamper(self, digest: str, content: bytes) -> None:
+        """Replace what the registry stores under `digest` (a manifest or a blob) with `content`, as a
+        corrupted disk or a compromised storage backend would: distribution serves the new bytes and
+        still names them by the old digest (Docker-Content-Digest), without checking."""
+        algorithm, _, hexdigest = digest.partition(":")
+        stored = self.dir / "data" / "docker" / "registry" / "v2" / "blobs" / algorithm / hexdigest[:2] / hexdigest / "data"
+        assert stored.is_file(), f"{digest} is not stored in this registry"
+        stored.write_bytes(content)
 
     def stop(self):
         self.http.close()
