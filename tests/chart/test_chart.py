@@ -100,6 +100,59 @@ def test_cert_manager_mode():
     assert with_issuer["Certificate"][0]["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
 
 
+@pytest.mark.parametrize("issuer", [{"name": "corp-ca"}, {"name": "corp-ca", "kind": "ClusterIssuer"},
+                                    {"name": "pca", "kind": "AWSPCAClusterIssuer", "group": "awspca.cert-manager.io"}])
+def test_an_issuer_ref_of_name_kind_and_group_goes_to_the_certificate(issuer):
+    kinds = by_kind(render("tls.mode=cert-manager", values={"tls": {"certManager": {"issuerRef": issuer}}}))
+    assert "Issuer" not in kinds and kinds["Certificate"][0]["spec"]["issuerRef"] == issuer
+
+
+@pytest.mark.parametrize("issuer", [{"name": "corp-ca", "kindd": "ClusterIssuer"}, {"name": "corp-ca", "namespace": "x"},
+                                    {"kind": "ClusterIssuer"}, {"group": "cert-manager.io"}, {"name": ""},
+                                    {"name": "corp-ca", "kind": 3}])
+def test_the_schema_refuses_any_other_issuer_ref(issuer):
+    with pytest.raises(RenderError, match="schema"):
+        render("tls.mode=cert-manager", values={"tls": {"certManager": {"issuerRef": issuer}}})
+
+
+AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["dev"]}]}}]},
+    "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 10, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": {"app": "registry"}}}}]},
+    "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "kubernetes.io/hostname",
+         "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "restart-process-webhook"}}}]},
+}
+
+
+def test_affinity_goes_to_the_pod_as_given():
+    pod = deployment(render(values={"affinity": AFFINITY}))["spec"]["template"]["spec"]
+    assert pod["affinity"] == AFFINITY
+
+
+@pytest.mark.parametrize("affinity", [
+    {"nodeAfinity": {}},  # a typo at the top
+    {"podAntiAffinity": {"requiredDuringScheduling": []}},  # a typo one level down
+    {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"nodeSelectorTerms": []}]}},  # a list
+    {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 1}}},  # not a list
+    {"nodeSelector": {"disktype": "ssd"}},  # the pod's field, not an affinity
+])
+def test_the_schema_checks_affinity_down_to_the_rules(affinity):
+    with pytest.raises(RenderError, match="schema"):
+        render(values={"affinity": affinity})
+
+
+def test_inside_a_rule_the_schema_stops_and_the_api_server_checks():
+    """Where values.yaml says the schema stops: inside a rule, keys are the API server's to check."""
+    rule = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k", "bogus": 1}]}}
+    assert deployment(render(values={"affinity": rule}))["spec"]["template"]["spec"]["affinity"] == rule
+
+
 def test_secret_mode_requires_its_values():
     with pytest.raises(RenderError, match="tls.secret.name is required"):
         render("tls.mode=secret", "tls.secret.caBundle=Q0EK")
