@@ -1,11 +1,28 @@
-"""Fixtures shared by test files in more than one directory."""
+"""Fixtures shared by test files in more than one directory, and the session's rules."""
 
+import os
 import shutil
 
 import pytest
 
 from tests.support import docker
+from tests.support import session_rules
 from tests.support.registry import Registry
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def pytest_configure(config):
+    # Per-suite timeouts, and a run without root that says (and fails on) what it could not test.
+    session_rules.register(config)
+    # UPDATE_GOLDEN writes the code's output over the golden files and then compares it with itself.
+    if os.environ.get("UPDATE_GOLDEN") and in_ci():
+        raise pytest.UsageError(
+            "UPDATE_GOLDEN is set in CI (CI=" + os.environ["CI"] + "): it would write the golden files from the code's "
+            "output and compare that output with itself, so the golden tests could not fail. Regenerate them on "
+            "your machine (UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py), read the diff, and commit it.")
 
 
 @pytest.fixture(scope="module")

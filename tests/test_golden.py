@@ -1,6 +1,9 @@
 """Golden files: the CLI's output for each case, and each case re-run on its own output (idempotence)."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,3 +44,13 @@ def test_every_injected_case_changes_something():
     """Guard against a golden set that silently stopped injecting anything."""
     injected = [c for c in inputs() if "restart-process.dev/injected" in expected_output(c).read_text()]
     assert len(injected) >= 12
+
+
+def test_update_golden_is_refused_in_ci():
+    """In CI the golden files are checked, never rewritten: pytest refuses to start."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "UPDATE_GOLDEN": "1", "CI": "true"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                             "tests/test_golden.py"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "UPDATE_GOLDEN is set in CI" in result.stderr, result.stderr

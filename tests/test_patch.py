@@ -79,7 +79,7 @@ def test_golden_mutations_are_additions():
     """What the webhook sends for a real mutation: adds (appends with `-`), a replaced command or args
     or env PATH value, a removed livenessProbe; never a list rewritten whole."""
     config = InjectorConfig(wrapper_image="restart-process/restart-wrapper:0.1.0")
-    checked = 0
+    checked = list_adds = through_lists = 0
     for case in inputs():
         documents = list(yaml.safe_load_all(case.read_text()))
         if len(documents) != 1 or documents[0].get("kind") != "Pod":
@@ -99,16 +99,35 @@ def test_golden_mutations_are_additions():
             if op["op"] == "remove":
                 assert op["path"].endswith("/livenessProbe"), (case.name, op)
             if op["op"] == "add" and isinstance(op["value"], list):
-                assert not _existing(pod, op["path"]), (case.name, op)  # a new list, not one rewritten
+                list_adds += 1
+                through_lists += any(token.isdigit() for token in op["path"].split("/"))
+                # A new list (or one where there was none: absent, null or empty), not one rewritten.
+                assert not _existing(pod, op["path"]), (case.name, op)
     assert checked >= 15
+    # The guard must see them all, most of them under a list index (containers/N/volumeMounts, env, ...).
+    assert list_adds >= 120 and through_lists >= 80, (list_adds, through_lists)
+
 
 def _existing(document, path: str):
+    """What a JSON pointer points at in `document`, through objects and list indices; None if nothing."""
     node = document
     for token in path[1:].split("/"):
-        if not isinstance(node, dict) or token not in node:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
             return None
-        node = node[token]
     return node
+
+
+def test_the_existing_helper_follows_list_indices():
+    document = {"spec": {"containers": [{"name": "a"}, {"name": "b", "env": [{"name": "X"}], "a/b~c": [1]}]}}
+    assert _existing(document, "/spec/containers/1/env") == [{"name": "X"}]
+    assert _existing(document, "/spec/containers/1/a~1b~0c") == [1]
+    assert _existing(document, "/spec/containers/0/env") is None
+    assert _existing(document, "/spec/containers/2/env") is None and _existing(document, "/spec/containers/-") is None
 
 
 def test_the_cli_and_the_patch_agree():

@@ -8,8 +8,12 @@ parser from webhook/contract.py, and the real `restart-wrapper run --OPTION=VALU
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 
 from tests.support.golden import expected_output, inputs
 from tests.support.paths import BUILD
+from tests.support.waiting import wait_until
 from webhook.manifests import find_pods
 from webhook.names import WRAPPER_PATH
 from webhook.contract import (
@@ -54,21 +59,46 @@ def wrapper_accepts(option: str, value: str) -> bool:
     return wrapper_starts([f"--{option}={value}", *policy])
 
 
-def wrapper_starts(options: list[str]) -> bool:
-    """Start the real wrapper with these `run` options and `true` as the program; a usage error
-    is exit 2 with one line, at once."""
-    process = subprocess.Popen([str(WRAPPER), "run", *options, "--", "true"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, stderr = process.communicate(timeout=2)
-    except subprocess.TimeoutExpired:  # rerun and continue keep the wrapper up: it started, so it accepted
-        process.kill()
-        process.communicate()
-        return True
-    if process.returncode == 2:
-        assert stderr.count(b"\n") == 1 and stderr.startswith(b"restart-wrapper: "), stderr
+# What the wrapper logs when its program ends: proof that it accepted its options and ran `true`.
+RAN_TRUE = re.compile(rb"^restart-wrapper: true exited with status 0 after [0-9.]+s; ", re.MULTILINE)
+
+
+def wrapper_starts(options: list[str], timeout: float = 60.0) -> bool:
+    """Start the real wrapper with these `run` options and `true` as the program.
+
+    Refused: exit 2 with one line, at once. Accepted: it runs `true` and says so when `true` ends
+    (then it exits 0 under exit-policy restart, or stays up under rerun and continue, and stops
+    on SIGTERM). Anything else fails the test -- a wrapper that does neither within `timeout`, a
+    crash, one that does not stop: a hang on bad input must not pass for agreement. (`timeout`
+    is generous: `--watch=/` walks the whole filesystem before the program starts, seconds.)"""
+    with tempfile.TemporaryDirectory(prefix="restart-process-seam-") as directory:
+        log_path = Path(directory) / "stderr"
+        with open(log_path, "ab") as log:  # appends; stderr() opens the file anew, moving no offset the child uses
+            process = subprocess.Popen([str(WRAPPER), "run", *options, "--", "true"],
+                                       stdout=subprocess.DEVNULL, stderr=log)
+
+        def stderr() -> bytes:
+            return log_path.read_bytes()
+
+        try:
+            wait_until(lambda: process.poll() is not None or RAN_TRUE.search(stderr()), timeout,
+                       what=f"restart-wrapper run {options} -- true to refuse its options or run true")
+        finally:
+            if process.poll() is None:  # running: rerun and continue keep it up, a hang too
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    raise AssertionError(f"restart-wrapper run {options} did not stop on SIGTERM") from None
+        output = stderr()
+    if process.returncode == 2 and not RAN_TRUE.search(output):
+        assert output.count(b"\n") == 1 and output.startswith(b"restart-wrapper: "), output
         return False
-    assert process.returncode == 0, (options, process.returncode, stderr)
+    assert RAN_TRUE.search(output), (options, process.returncode, output)
+    # 0: true's status (restart), or shut down while waiting (rerun, continue); 143: shut down while true ran
+    assert process.returncode in (0, 128 + signal.SIGTERM), (options, process.returncode, output)
     return True
 
 
@@ -107,12 +137,51 @@ ALPHABET = "0123456789msSMhTERMINTKILLQUITWINCHsigtermrunco+-. /é\u017f\u0131\u
 values = st.text(alphabet=ALPHABET, max_size=12)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(option=st.sampled_from(sorted(PARSERS)), value=values)
-def test_generated_values_get_the_same_answer_from_both(option, value):
-    if option in ("restart-file", "watch", "env-file"):
-        value = "/" + value  # most generated paths would fail on the missing slash alone
-    assert webhook_admits(option, value) == wrapper_accepts(option, value)
+def near(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Valid values, valid values with a character or two around them, and arbitrary text: random
+    text alone is almost never a valid duration or policy, and would only test refusals."""
+    noise = st.text(alphabet=ALPHABET, max_size=2)
+    choices = [valid, valid, st.tuples(noise, valid, noise).map("".join), values]  # half of them valid
+    return st.integers(0, len(choices) - 1).flatmap(lambda n: choices[n])
+
+
+def cased(words) -> st.SearchStrategy[str]:
+    return st.sampled_from(words).flatmap(lambda w: st.sampled_from([w, w.lower(), w.upper(), w.title()]))
+
+
+# Up to 999 of any unit is within 24h; longer ones cross the limit (86400000ms, 86400s, 1440m) or not.
+durations = near(st.from_regex(r"[0-9]{1,3}(ms|s|m)", fullmatch=True) | st.from_regex(r"[0-9]{4,9}(ms|s|m)", fullmatch=True))
+good_paths = st.from_regex(r"/[a-z0-9/._ -]{0,20}", fullmatch=True)
+with_control = st.tuples(good_paths, st.sampled_from(["\n", "\t", "\x1b", "\x7f"]), good_paths).map(lambda t: t[0] + t[1] + t[2])
+paths = st.one_of(near(good_paths), with_control).map(lambda v: v if v.startswith("/") else "/" + v)
+GENERATED = {
+    "debounce": durations,
+    "stop-timeout": durations,
+    "stop-signal": near(cased([*SIGNALS, *(f"SIG{name}" for name in SIGNALS)]) | st.integers(0, 70).map(str)),
+    "exit-policy": near(st.sampled_from(["rerun", "restart", "continue"]) | cased(["rerun", "restart", "continue"])),
+    "restart-file": paths,
+    # Under a directory that does not exist: `/`, `/.` and the like would have the wrapper walk the
+    # whole filesystem before it starts `true` (seconds each); the table above has `/` once.
+    "watch": paths.map(lambda v: "/nonexistent-restart-process-seam" + v),
+    "env-file": paths,
+}
+
+
+@pytest.mark.parametrize("option", sorted(PARSERS))
+def test_generated_values_get_the_same_answer_from_both(option):
+    answers = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(value=GENERATED[option])
+    def check(value):
+        admitted = webhook_admits(option, value)
+        assert admitted == wrapper_accepts(option, value)
+        answers.append(admitted)
+
+    check()
+    # Both answers, several times: agreement on refusals alone would prove little (arbitrary text
+    # alone gave no accepted duration or exit policy in 750 draws).
+    assert answers.count(True) >= 5 and answers.count(False) >= 5, (answers.count(True), answers.count(False))
 
 
 def test_every_wrapper_command_the_goldens_inject_starts_the_real_wrapper():

@@ -54,24 +54,80 @@ def test_annotated_pod_is_stored_mutated_exactly_as_inject_renders_it(api, core,
     offline = run_inject(manifest, tmp_path)
     other = f"{namespace}-offline"
     core.create_namespace({"metadata": {"name": other}})
-    rendered = as_dict(api, core.create_namespaced_pod(other, offline, dry_run="All"))
+    try:
+        rendered = as_dict(api, core.create_namespaced_pod(other, offline, dry_run="All"))
+    finally:
+        core.delete_namespace(other)
     assert stored["spec"] == rendered["spec"]
     assert stored["metadata"]["annotations"] == rendered["metadata"]["annotations"]
 
 
-def test_unannotated_pod_never_reaches_the_webhook(api, core, registered, webhook_server, namespace):
-    before = webhook_server.admissions()
-    plain = {"metadata": {"name": "plain", "annotations": {"team": "a"}},
-             "spec": {"containers": [{"name": "app", "image": "app:dev", "command": ["/app"]}]}}
-    stored = as_dict(api, core.create_namespaced_pod(namespace, plain))
-    assert "initContainers" not in stored["spec"]
-    assert stored["spec"]["containers"][0]["command"] == ["/app"]
-    disabled = annotated_pod("off", {"restart-process.dev/enabled": "false"})
-    assert not core.create_namespaced_pod(namespace, disabled).spec.init_containers
-    assert webhook_server.admissions() == before  # matchConditions filtered both server-side
+COUNTED = "restart-process.dev/test-counted"
 
-    core.create_namespaced_pod(namespace, annotated_pod("opted-in"))  # control: the counter does move
-    assert webhook_server.admissions() == before + 1
+
+@pytest.fixture(scope="module")
+def counting_server():
+    """A webhook server that only `counted` registrations call: its admissions are this module's alone."""
+    server = WebhookServer().start()
+    yield server
+    assert server.close(), "the counting server did not stop on SIGTERM"
+
+
+class Counted:
+    """The production registration (matchConditions, excluded namespaces) of a server that nothing
+    else calls, narrowed to pods carrying one test's own label: its admissions counter moves for
+    this test's pods and nothing else, whatever ran before or runs beside it."""
+
+    def __init__(self, api, core, server: WebhookServer):
+        self.core, self.server = core, server
+        self.label = {COUNTED: uuid.uuid4().hex[:12]}
+        self.body = webhook_configuration(server.client_config(), name=f"restart-process-counted-{self.label[COUNTED]}")
+        self.body["webhooks"][0]["objectSelector"] = {"matchLabels": self.label}
+        self.admission = client.AdmissionregistrationV1Api(api)
+        self.admission.create_mutating_webhook_configuration(self.body)
+
+    def pod(self, name: str, annotations: dict | None = None, plain: bool = False) -> dict:
+        pod = annotated_pod(name, annotations)
+        if plain:
+            pod["metadata"]["annotations"] = {"team": "a"}
+        pod["metadata"]["labels"] = dict(self.label)
+        return pod
+
+    def wait_until_called(self, namespace: str) -> None:
+        wait_until(lambda: self.core.create_namespaced_pod(namespace, self.pod(f"probe-{uuid.uuid4().hex[:8]}"),
+                                                           dry_run="All").spec.init_containers,
+                   30, interval=0.2, what="the API server to call the counted registration")
+
+    def close(self) -> None:
+        self.admission.delete_mutating_webhook_configuration(self.body["metadata"]["name"])
+
+
+@pytest.fixture
+def counted(api, core, counting_server):
+    registration = Counted(api, core, counting_server)
+    yield registration
+    registration.close()
+
+
+def isolated(core, namespace: str) -> str:
+    """Out of the session registration's reach (and so of its injection), in reach of `counted`."""
+    core.patch_namespace(namespace, {"metadata": {"labels": {ISOLATED: "counted"}}})
+    return namespace
+
+
+def test_unannotated_pod_never_reaches_the_webhook(api, core, counted, namespace):
+    namespace = isolated(core, namespace)
+    counted.wait_until_called(namespace)
+    before = counted.server.admissions()
+    stored = as_dict(api, core.create_namespaced_pod(namespace, counted.pod("plain", plain=True)))
+    assert "initContainers" not in stored["spec"]
+    assert stored["spec"]["containers"][0]["command"] == ["/app/server"]
+    disabled = counted.pod("off", {"restart-process.dev/enabled": "false"})
+    assert not core.create_namespaced_pod(namespace, disabled).spec.init_containers
+    assert counted.server.admissions() == before  # matchConditions filtered both server-side
+
+    core.create_namespaced_pod(namespace, counted.pod("opted-in"))  # control: the counter does move
+    assert counted.server.admissions() == before + 1
 
 
 def test_injected_pod_passes_pod_security_restricted(api, core, registered, namespace):
@@ -110,13 +166,19 @@ def test_server_side_dry_run_returns_the_mutated_pod_and_stores_nothing(api, cor
     assert missing.value.status == 404
 
 
-def test_kube_system_is_never_touched(api, core, registered, webhook_server):
-    before = webhook_server.admissions()
+def test_kube_system_is_never_touched(api, core, counted, namespace):
+    namespace = isolated(core, namespace)
+    counted.wait_until_called(namespace)
+    before = counted.server.admissions()
     name = f"system-{uuid.uuid4().hex[:6]}"
-    stored = core.create_namespaced_pod("kube-system", annotated_pod(name))
-    assert not stored.spec.init_containers and stored.spec.containers[0].command == ["/app/server"]
-    assert webhook_server.admissions() == before
-    core.delete_namespaced_pod(name, "kube-system", grace_period_seconds=0)
+    stored = core.create_namespaced_pod("kube-system", counted.pod(name))
+    try:
+        assert not stored.spec.init_containers and stored.spec.containers[0].command == ["/app/server"]
+        assert counted.server.admissions() == before
+    finally:
+        core.delete_namespaced_pod(name, "kube-system", grace_period_seconds=0)
+    core.create_namespaced_pod(namespace, counted.pod("elsewhere"))  # control: the same pod elsewhere is counted
+    assert counted.server.admissions() == before + 1
 
 
 def test_failure_policy_ignore_fails_open_and_fail_rejects(api, core, registered, namespace):

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from tests.chart.helm import SECRET_MODE, render
 from webhook.clusterfacts import ClusterWatch
@@ -27,22 +28,38 @@ from tests.support.processes import stop
 from tests.support.waiting import wait_until
 
 
-def apply(api, objects: list[dict]) -> None:
+@pytest.fixture
+def apply(api):
+    """Create objects as `helm install` would; at the end of the test, delete the cluster-wide ones
+    (ClusterRoles, bindings, the webhook configuration: the namespace fixture removes the rest), so
+    that no release of one test is registered for the rest of the session."""
     resources = dynamic.DynamicClient(api).resources
-    for obj in objects:
-        resource = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        resource.create(body=obj, namespace=obj["metadata"].get("namespace"))
+    created = []
+
+    def create(objects: list[dict]) -> None:
+        for obj in objects:
+            resource = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource.create(body=obj, namespace=obj["metadata"].get("namespace"))
+            created.append((resource, obj["metadata"]["name"]))
+
+    yield create
+    for resource, name in reversed(created):
+        if not resource.namespaced:
+            try:
+                resource.delete(name=name)
+            except NotFoundError:
+                pass
 
 
 @pytest.mark.parametrize("mode", ["self-managed", "cert-manager", "secret"])
-def test_every_rendered_object_is_accepted(api, namespace, mode):
+def test_every_rendered_object_is_accepted(apply, namespace, mode):
     sets = {"self-managed": ("replicaCount=2",), "cert-manager": ("tls.mode=cert-manager",), "secret": SECRET_MODE}[mode]
     objects = render(*sets, release=f"r{uuid.uuid4().hex[:6]}", namespace=namespace)
     # cert-manager's Issuer and Certificate need cert-manager's CRDs, which this API server does
     # not have; every other object goes through the real validation.
     ours = [o for o in objects if not o["apiVersion"].startswith("cert-manager.io/")]
     assert len(ours) >= 4
-    apply(api, ours)
+    apply(ours)
 
 
 def test_the_webhook_pod_itself_passes_pod_security_restricted(core, namespace):
@@ -62,18 +79,18 @@ def test_the_webhook_pod_itself_passes_pod_security_restricted(core, namespace):
 class Release:
     """The chart installed (RBAC, ServiceAccount, webhook configuration) in a fresh namespace."""
 
-    def __init__(self, api, namespace: str):
+    def __init__(self, apply, namespace: str):
         self.namespace = namespace
         self.name = f"r{uuid.uuid4().hex[:6]}-restart-process-webhook"
         objects = render(release=self.name.split("-")[0], namespace=namespace)
-        apply(api, [o for o in objects if o["kind"] != "Deployment"])
+        apply([o for o in objects if o["kind"] != "Deployment"])
         self.secret = f"{self.name}-tls"
         self.service_account = f"system:serviceaccount:{namespace}:{self.name}"
 
 
 @pytest.fixture
-def release(api, namespace):
-    return Release(api, namespace)
+def release(apply, namespace):
+    return Release(apply, namespace)
 
 
 @pytest.fixture
@@ -154,7 +171,7 @@ def test_a_second_replica_adopts_the_same_certificate(core, release, as_webhook,
 
 
 def test_replicas_starting_at_once_agree_on_one_ca(api, release, as_webhook, tmp_path):
-    start, results = threading.Barrier(3), {}
+    start, results = threading.Barrier(3, timeout=60), {}  # a replica that fails early breaks it, not hangs it
 
     def replica(name):
         m = manager(as_webhook, release, tmp_path / name)
@@ -165,7 +182,8 @@ def test_replicas_starting_at_once_agree_on_one_ca(api, release, as_webhook, tmp
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a replica is still ensuring after 120s"
     assert results["a"] == results["b"] == results["c"]
     assert ca_bundle(api, release) == results["a"].ca_bundle
 

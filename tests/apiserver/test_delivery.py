@@ -34,6 +34,7 @@ class FactsReadingWebhook:
 
     def __init__(self, api, core, plane: ControlPlane, label: str):
         self.api, self.core, self.label = api, core, label
+        self.namespaces: list[str] = []  # made by namespace(), deleted by close()
         self.server = WebhookServer(f"--kubeconfig={plane.kubeconfig}", "--wrapper-image",
                                     IMAGE_VOLUME["image"]["reference"]).start()
         self.body = webhook_configuration(self.server.client_config(), name=f"restart-process-{label}",
@@ -45,10 +46,13 @@ class FactsReadingWebhook:
     def namespace(self, labels: dict | None = None) -> str:
         name = f"d-{uuid.uuid4().hex[:10]}"
         self.core.create_namespace({"metadata": {"name": name, "labels": {ISOLATED: self.label, **(labels or {})}}})
+        self.namespaces.append(name)
         return name
 
     def close(self) -> None:
         client.AdmissionregistrationV1Api(self.api).delete_mutating_webhook_configuration(self.body["metadata"]["name"])
+        for name in self.namespaces:
+            self.core.delete_namespace(name)
         assert self.server.close(), "the webhook did not stop on SIGTERM"
 
 
@@ -248,7 +252,11 @@ def test_cluster_facts_come_from_the_version_the_metrics_and_the_watches(api, co
         before = watch.facts
         later = f"{namespace}-later"
         core.create_namespace({"metadata": {"name": later}})
-        wait_until(lambda: later in watch.facts.pod_security, 15, interval=0.1, what="a namespace created after a resumed watch")
+        try:
+            wait_until(lambda: later in watch.facts.pod_security, 15, interval=0.1,
+                       what="a namespace created after a resumed watch")
+        finally:
+            core.delete_namespace(later)
         assert before.pod_security.get(later) is None  # published snapshots never change
     finally:
         watch.stop()
@@ -281,7 +289,10 @@ def test_a_namespace_not_yet_seen_is_read_once_and_only_where_it_matters(api, co
         watch.refresh_api_server()  # v1.35.4: restricted allows image volumes, levels cannot matter
         other = f"{namespace}-other"
         core.create_namespace({"metadata": {"name": other}})
-        assert other not in asyncio.run(watch.facts_for(other)).pod_security
+        try:
+            assert other not in asyncio.run(watch.facts_for(other)).pod_security
+        finally:
+            core.delete_namespace(other)
     finally:
         watch.stop()
         rbac.delete_cluster_role_binding(getter)
