@@ -192,7 +192,7 @@ build() {
     # its own those mounts cannot outlive a killed build. What a killed build leaves in .work-PID-*
     # is removed below by the next run.
     if ! TMPDIR="$work" BASE_MIRROR="$mirror" BASE_SECURITY="$security" BASE_SUITE="$suite" BASE_SLIM="$slim" unshare --mount --pid --fork --kill-child --mount-proc \
-      mmdebstrap --mode=root --variant="$variant" --format=tar --architectures="$arch" \
+      mmdebstrap --mode=root --variant="$variant" --format=tar --architectures="$arch" --skip=output/dev \
         --hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr ${include:+--include="$include"} --customize-hook="$script" \
         "$suite" "$work/rootfs.tar" \
         "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main" >&2; then
@@ -200,8 +200,12 @@ build() {
       log "$tag: mmdebstrap failed"
       return 1
     fi
-    # An empty /dev, as in the official images (the runtime mounts its own).
-    tar --delete --wildcards --file "$work/rootfs.tar" './dev/?*' 2>/dev/null || true
+    # An empty /dev, as in the official images (the runtime mounts its own): mmdebstrap leaves
+    # out its device nodes and /dev itself (--skip=output/dev), and the directory is appended.
+    # (Not `tar --delete` of the nodes: GNU tar's --delete corrupted some of these archives.)
+    mkdir -m 0755 "$work/empty" "$work/empty/dev"
+    tar --append --file "$work/rootfs.tar" --numeric-owner --owner=0 --group=0 --mtime=@0 --no-recursion \
+      -C "$work/empty" ./dev
     printf '%s\n' "$cmd" > "$work/cmd"
     mv "$work/cmd" "${out%.tar}.cmd"
     mv "$work/rootfs.tar" "$out"
