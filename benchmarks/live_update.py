@@ -65,7 +65,7 @@ from benchmarks.stats import percentile
 from tests.node.images import ImageBuilder
 from tests.node.node import Node, NodeControlPlane, clean_stale
 from tests.support.binaries import find_binary
-from tests.node.tilt import Tilt, crane_example_settings
+from tests.support.tilt import Tilt, crane_example_settings
 from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
 from tests.support.registry import Registry
 from tests.support.waiting import wait_until

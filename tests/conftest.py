@@ -37,7 +37,11 @@ def registry():
 def docker_daemon():
     """A private Docker Engine (tests/support/docker.py) for the session: Debian's dockerd 20.10
     with its own state, bridge, cgroup parent and containerd, gone when the run ends. Clients
-    use `docker_daemon.env()` or `docker_daemon.docker(...)`."""
+    use `docker_daemon.env()` or `docker_daemon.docker(...)`. With RESTART_PROCESS_DOCKER_HOST
+    set, that daemon instead (a user's machine with Docker and a registry)."""
+    if os.environ.get("RESTART_PROCESS_DOCKER_HOST"):  # a user's own daemon, as it is
+        yield docker.ExistingDockerDaemon(os.environ["RESTART_PROCESS_DOCKER_HOST"])
+        return
     why = docker.why_not()
     if why:
         pytest.skip(why)
@@ -52,6 +56,8 @@ def docker_daemon():
 def docker_bases(docker_daemon):
     """The Dockerfile's base images (debian:bookworm-slim), built from the Debian archive by
     hack/build-base-images.sh (once, then cached) and imported into the private daemon."""
+    if not docker_daemon.private:
+        return "an existing daemon: its builds pull the bases"
     if shutil.which("mmdebstrap") is None:
         pytest.skip("missing mmdebstrap, which builds the Debian base images: `make test` installs it (make packages)")
     seconds, log = docker.import_bases(docker_daemon)

@@ -230,6 +230,8 @@ def test_helm_test_opts_a_pod_in_where_the_webhook_looks_and_asks_it_whether_it_
     pod = helm_test_pod()
     annotations = pod["metadata"]["annotations"]
     assert (pod["kind"], pod["metadata"]["namespace"], annotations["helm.sh/hook"]) == ("Pod", "default", "test")
+    # Why it failed is printed by `helm test` itself (--logs looks in the release namespace only).
+    assert annotations["helm.sh/hook-output-log-policy"] == "hook-failed"
     assert annotations["restart-process.dev/enabled"] == "true"
     assert annotations["restart-process.dev/exit-policy"] == "restart"  # the wrapper exits with the test's status
     assert pod["spec"]["restartPolicy"] == "Never"

@@ -23,7 +23,7 @@ import pytest
 from tests.support.live_update import NO_GREETING, WRAPPER, Cluster, ScenarioFailure, Start
 from tests.support.webhook_server import delivery_of
 from .pods import TIMINGS, program_of
-from .tilt import Tilt, crane_example_settings
+from tests.support.tilt import Tilt, crane_example_settings
 
 EXAMPLE = "tilt-crane"
 APP = "tilt-crane-app"  # the Deployment, Tilt's resource, the image repository and the opt-in

@@ -13,7 +13,9 @@ dockerd starts under its exec-root. It runs in its own mount and PID namespaces 
   exists instead of starting its own, and because containerd 1.6 puts its shims' sockets in
   /run/containerd/s whatever its configuration says;
 - /etc/docker, because dockerd reads certs.d and plugins there and writes key.json there
-  (deprecated-key-path moves that one too).
+  (deprecated-key-path moves that one too);
+- and, on a host with no /lib/modules, an overlay over /usr/lib that holds an empty one: kind
+  mounts /lib/modules into its nodes, and dockerd would create it on the host otherwise.
 
 Networking: --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false. A Docker
 daemon with iptables on creates and rewrites chains that every daemon on the host shares (DOCKER,
@@ -70,6 +72,14 @@ d=$1; shift
 mount --make-rshared /
 mount --bind "$d/run" /run
 if [ -d /etc/docker ]; then mount --bind "$d/etc-docker" /etc/docker; fi
+# kind mounts the host's /lib/modules into its nodes, and dockerd creates a missing bind source on
+# the host; a kernel without modules has none. Then /usr/lib gets an overlay whose upper layer is
+# ours, and the empty /lib/modules lives there, in this namespace only.
+if [ ! -e /lib/modules ]; then
+  mkdir -p "$d/usr-lib/upper" "$d/usr-lib/work"
+  mount -t overlay overlay -o "lowerdir=/usr/lib,upperdir=$d/usr-lib/upper,workdir=$d/usr-lib/work" /usr/lib
+  mkdir /usr/lib/modules
+fi
 "$@" >>"$d/dockerd.log" 2>&1 &
 wait "$!" || status=$?
 echo "docker-init: dockerd exited with ${status:-0}; ending the namespace" >&2
@@ -103,6 +113,15 @@ def why_not() -> str | None:
     return None
 
 
+def missing_capabilities() -> int:
+    """The capabilities the kernel has that this process's bounding set lacks, as a bit mask (on
+    some sandboxes every process lacks CAP_SYS_RESOURCE)."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    status = Path("/proc/self/status").read_text()
+    bounding = int(next(line for line in status.splitlines() if line.startswith("CapBnd:")).split()[1], 16)
+    return ((1 << (last + 1)) - 1) & ~bounding
+
+
 def clean_stale() -> list[str]:
     """Remove what killed test runs left: directories, cgroup parents and bridges named after a
     PID that no longer runs."""
@@ -114,6 +133,8 @@ class DockerDaemon:
 
     `env()` is the environment for its clients, `docker(...)` runs its CLI. The daemon's start
     time is `start_seconds`."""
+
+    private = True
 
     def __init__(self):
         pid = os.getpid()
@@ -183,7 +204,7 @@ class DockerDaemon:
         d = self.dir
         for sub in ("run", "etc-docker", "home", "client", "bin"):
             (d / sub).mkdir()
-        (d / "daemon.json").write_text(json.dumps({
+        config = {
             # key.json would go to /etc/docker otherwise (hidden by the private mount anyway).
             "deprecated-key-path": str(d / "key.json"),
             "storage-driver": "overlay2",
@@ -191,7 +212,14 @@ class DockerDaemon:
             # BuildKit as the default builder: clients that ask the daemon (Tilt) use it too.
             "features": {"buildkit": True},
             "shutdown-timeout": 5,
-        }, indent=2))
+        }
+        if missing_capabilities():
+            # Docker 20.10 gives a --privileged container (a kind node) every capability the kernel
+            # knows, and runc cannot raise one that this process's bounding set lacks: such a daemon
+            # runs containers through hack/runc-bounded.sh, which leaves those out of the spec.
+            config["runtimes"] = {"runc-bounded": {"path": str(ROOT / "hack" / "runc-bounded.sh")}}
+            config["default-runtime"] = "runc-bounded"
+        (d / "daemon.json").write_text(json.dumps(config, indent=2))
         (d / "client" / "config.json").write_text("{}\n")
         # kind and scripts run `docker` from the PATH: this one is first.
         (d / "bin" / "docker").symlink_to(DOCKER_CLI)
@@ -222,6 +250,14 @@ class DockerDaemon:
             raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
         return result
 
+    def build_options(self) -> list[str]:
+        """What `docker build` needs on top of the README's command with this daemon:
+        `--network host`, as it has no NAT and the RUN steps download packages; and the host's CA
+        bundle as the build secret the Dockerfile gives pip, where HTTPS goes through a
+        TLS-intercepting proxy (tests/docker/conftest.py says why there is no cleaner way)."""
+        ca = host_ca_bundle()
+        return ["--network", "host", *(["--secret", f"id=ca-certificates,src={ca}"] if ca is not None else [])]
+
     def network_bridge(self, suffix: str) -> str:
         """A bridge name for a network this daemon creates (`docker network create -o
         com.docker.network.bridge.name=...`): of the family the janitor removes with the daemon's
@@ -251,6 +287,36 @@ class DockerDaemon:
 
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(f"--- {name}.log\n{self.log_of(name)[-tail:]}" for name in ("janitor", "dockerd"))
+
+
+class ExistingDockerDaemon:
+    """A Docker daemon that already runs -- a user's, with a registry in reach -- named by
+    RESTART_PROCESS_DOCKER_HOST (e.g. unix:///var/run/docker.sock): used as it is, never
+    started, stopped or cleaned up, and never given base images (its builds pull them)."""
+
+    private = False
+    start_seconds = 0.0
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in (os.environ if base is None else base).items() if k != "DOCKER_CONTEXT"}
+        env["DOCKER_HOST"] = self.host
+        return env
+
+    def docker(self, *args: str, check: bool = True, timeout: float | None = 600, cwd: Path = ROOT,
+               text: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        result = subprocess.run(["docker", *args], env=self.env(), cwd=cwd, capture_output=True, text=text,
+                                timeout=timeout, **kwargs)
+        if check and result.returncode != 0:
+            stderr = result.stderr if text else result.stderr.decode(errors="replace")
+            raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
+        return result
+
+    def build_options(self) -> list[str]:
+        ca = host_ca_bundle()
+        return ["--secret", f"id=ca-certificates,src={ca}"] if ca is not None else []
 
 
 def import_bases(daemon: DockerDaemon, *images: str) -> tuple[float, str]:
@@ -295,22 +361,11 @@ class Build:
     size: int | None = None
 
 
-def build_options() -> list[str]:
-    """What `docker build` needs on top of the README's command on this kind of machine:
-    `--network host`, as the private daemon has no NAT and the RUN steps download packages; and
-    the host's CA bundle as the build secret the Dockerfile gives pip, where HTTPS goes through a
-    TLS-intercepting proxy (tests/docker/conftest.py says why there is no cleaner way)."""
-    options = ["--network", "host"]
-    ca = host_ca_bundle()
-    if ca is not None:
-        options += ["--secret", f"id=ca-certificates,src={ca}"]
-    return options
-
-
-def build(daemon: DockerDaemon, target: str, image: str) -> Build:
-    """`docker build --target TARGET -t IMAGE .`, as the README has it, plus build_options()."""
+def build(daemon: DockerDaemon | ExistingDockerDaemon, target: str, image: str) -> Build:
+    """`docker build --target TARGET -t IMAGE .`, as the README has it, plus the daemon's build_options()."""
     started = time.monotonic()
-    result = daemon.docker("build", *build_options(), "--target", target, "-t", image, ".", check=False, timeout=1800)
+    result = daemon.docker("build", *daemon.build_options(), "--target", target, "-t", image, ".", check=False,
+                           timeout=1800)
     built = Build(image, time.monotonic() - started, result.returncode, result.stdout + result.stderr)
     TIMINGS[f"docker build --target {target}"] = built.seconds
     if result.returncode == 0:

@@ -1,8 +1,7 @@
 """The live-update scenario, driven by kubectl: one scenario, two ways to get a node.
 
-tests/node runs it on a kubelet on this machine (no Docker); hack/e2e-kind.sh runs it on kind
-(`python -m tests.support.live_update --context kind-... --namespace ... --image example-app:e2e`).
-It deploys examples/app/k8s.yaml -- the example app, opted in, restricted-compliant -- and syncs
+tests/node runs it on a kubelet on this machine (no Docker); tests/e2e runs it on kind, with the
+webhook installed by the chart. It deploys examples/app/k8s.yaml -- the example app, opted in, restricted-compliant -- and syncs
 files in the two ways Tilt does, checking each time that the program was re-executed inside the
 same container:
 
@@ -17,11 +16,9 @@ only dependency beyond the standard library (and tests.support.waiting).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -198,28 +195,3 @@ def watch_way(cluster: Cluster, image: str, name: str = "example-watch") -> dict
     if "restarting /app/bin/example: /app/data" not in cluster.logs(pod):
         raise ScenarioFailure(f"the wrapper did not log a restart caused by /app/data:\n{cluster.logs(pod)}")
     return evidence
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kubectl", default="kubectl")
-    parser.add_argument("--context")
-    parser.add_argument("--kubeconfig")
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--image", required=True, help="the example app's image, as the node pulls it")
-    args = parser.parse_args(argv)
-    kubectl = [args.kubectl, *([f"--context={args.context}"] if args.context else []),
-               *([f"--kubeconfig={args.kubeconfig}"] if args.kubeconfig else [])]
-    cluster = Cluster(kubectl, args.namespace)
-    try:
-        for way in (tilt_way, watch_way):
-            evidence = way(cluster, args.image)
-            print(f"live-update: {way.__name__}: PASSED {json.dumps(evidence)}", file=sys.stderr)
-    except ScenarioFailure as failure:
-        print(f"live-update: FAILED: {failure}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-"""`tilt up` as a process the node tests and benchmarks drive: the real Tilt, on a copy of one of
-the Tiltfiles in examples/, against the test control plane.
+"""`tilt up` as a process the tests and benchmarks drive: the real Tilt, on a copy of one of the
+Tiltfiles in examples/, against the test control plane (tests/node) or a kind cluster (tests/e2e).
 
 Hermetic: Tilt gets a HOME of its own (its ~/.tilt-dev token and config, the XDG cache where it
 keeps its API server's certificates, and anything the build commands write under ~) in a
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.binaries import find_binary
-from tests.support.ports import free_port
-from tests.support.processes import die_with_parent
-from tests.support.waiting import wait_until
-from .node import _alive
+from .binaries import find_binary
+from .janitor import alive
+from .ports import free_port
+from .processes import die_with_parent
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "restart-process-tilt-"  # + the test run's PID: what a killed run left is found by it
@@ -43,7 +43,7 @@ def clean_stale() -> None:
     """Remove the directories of Tilts whose test run is gone (killed before stop() could)."""
     for path in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
         match = re.match(PREFIX + r"(\d+)-", path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
 
 
