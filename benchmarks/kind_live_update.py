@@ -28,6 +28,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,7 +123,9 @@ def main() -> None:
         daemon = docker.DockerDaemon().start()
         stack.callback(daemon.stop)
         docker.import_bases(daemon)
-        kind = Kind(daemon, Path(tempfile.mkdtemp(prefix="restart-process-bench-kind-")))
+        workdir = Path(tempfile.mkdtemp(prefix="restart-process-bench-kind-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        kind = Kind(daemon, workdir)
         kind.create()
         stack.callback(kind.delete)
         log(f"cluster ready in {time.monotonic() - began:.0f}s; installing as the README says")

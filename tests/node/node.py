@@ -10,11 +10,10 @@ and its mounts (the kubelet's, the overlay root filesystems, sandbox shm, networ
 files) go with it.
 
 What the kernel does not clean up is named after the test run's PID: the kubelet's cgroup root
-(/sys/fs/cgroup/*/restart-process-node-PID), the CNI bridge (rpnPID) and the directory. A
-janitor (this module's main, in a session of its own) starts the namespace and, once the test run
-closes its stdin -- at stop(), or because the run died, even by SIGKILL -- kills it and removes
-those; the namespace dies with the janitor too (PR_SET_PDEATHSIG). A run also removes what an
-earlier run whose PID is gone left behind (clean_stale).
+(/sys/fs/cgroup/*/restart-process-node-PID), the CNI bridge (rpnPID) and the directory. The
+janitor of tests/support/janitor.py starts the namespace and, once the test run closes its stdin
+-- at stop(), or because the run died, even by SIGKILL -- kills it and removes those. A run also
+removes what an earlier run whose PID is gone left behind (clean_stale).
 
 Pods get their own network namespaces on a CNI bridge that has no address on the host and no
 masquerading: nothing routes between them and anything else. The API server reaches the kubelet
@@ -30,22 +29,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import yaml
 
+from tests.support import janitor
 from tests.support.binaries import find_binary
-from tests.support.controlplane import ROOT, ControlPlane
+from tests.support.controlplane import ControlPlane
 from tests.support.ports import free_port
-from tests.support.processes import die_with_parent
 from tests.support.waiting import wait_until
 
 NODE_NAME = "localhost"
@@ -110,85 +103,10 @@ class NodeControlPlane(ControlPlane):
         return self
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _hierarchies() -> list[Path]:
-    """Every mounted cgroup hierarchy (v1: one per controller set; v2: the root itself)."""
-    if (CGROUP_FS / "cgroup.procs").exists():
-        return [CGROUP_FS]
-    return [p for p in sorted(CGROUP_FS.iterdir()) if (p / "cgroup.procs").exists()]
-
-
-def _remove_cgroup_tree(path: Path, timeout: float = 30) -> None:
-    """rmdir bottom-up; processes still dying (a namespace being torn down) get a moment, then SIGKILL."""
-    def removed() -> bool:
-        for dirpath, dirnames, _ in os.walk(path, topdown=False):
-            for name in dirnames:
-                try:
-                    os.rmdir(os.path.join(dirpath, name))
-                except OSError:
-                    pass
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            for procs in path.rglob("cgroup.procs"):
-                for pid in procs.read_text().split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError):
-                        pass
-            return False
-        return True
-
-    wait_until(removed, timeout, interval=0.2, what=f"cgroup {path} to be removed")
-
-
-def _bridges() -> list[str]:
-    out = subprocess.run(["ip", "-j", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
-    return [link["ifname"] for link in json.loads(out or "[]")]
-
-
 def clean_stale() -> list[str]:
     """Remove what killed test runs left: cgroup roots, bridges and directories named after a PID
     that no longer runs. Returns what it removed."""
-    removed = []
-    for hierarchy in _hierarchies():
-        for path in hierarchy.glob(PREFIX + "*"):
-            match = re.fullmatch(PREFIX + r"(\d+)", path.name)
-            if match and not _alive(int(match.group(1))):
-                _remove_cgroup_tree(path)
-                removed.append(str(path))
-    for name in _bridges():
-        match = re.fullmatch(BRIDGE_PREFIX + r"(\d+)", name)
-        if match and not _alive(int(match.group(1))):
-            subprocess.run(["ip", "link", "delete", name], check=False)
-            removed.append(name)
-    for path in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
-        match = re.match(PREFIX + r"(\d+)-", path.name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path))
-    return removed
-
-
-def _clean(directory: Path, cgroup_root: str, bridge: str, remove_directory: bool = True) -> None:
-    """Remove what a stopped node leaves: its cgroups, its bridge, its directory."""
-    for hierarchy in _hierarchies():
-        _remove_cgroup_tree(hierarchy / cgroup_root.lstrip("/"))
-    if bridge in _bridges():
-        subprocess.run(["ip", "link", "delete", bridge], check=False)
-    if remove_directory and not os.environ.get("KEEP_NODE_DIR"):
-        shutil.rmtree(directory, ignore_errors=True)
+    return janitor.clean_stale(PREFIX, PREFIX, BRIDGE_PREFIX)
 
 
 CONTAINERD_2 = "containerd-2"
@@ -211,8 +129,9 @@ class Node:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{pid}-"))
         self.cgroup_root = f"/{PREFIX}{pid}"
         self.bridge = f"{BRIDGE_PREFIX}{pid}"
+        self.owned = janitor.Owned(self.dir, self.cgroup_root.lstrip("/"), self.bridge)
         self.port = free_port()
-        self.janitor: subprocess.Popen | None = None
+        self.janitor: janitor.Janitor | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -225,17 +144,13 @@ class Node:
                 path = f"{find_binary('containerd').parent}:{path}"
             env = {**os.environ, "PATH": path,
                    "KUBELET": str(find_binary("kubelet")), "KUBECONFIG": str(self.control_plane.kubeconfig)}
-            self.log = open(self.dir / "node.log", "wb")
-            # The janitor (this module's main) runs the node and cleans up after it. It is in a
-            # session of its own and outlives the test run by the seconds it needs: when its
-            # stdin closes -- stop(), or the run was killed -- it kills the node and removes the
-            # cgroups, the bridge and the directory.
-            self.janitor = subprocess.Popen(
-                [sys.executable, "-m", "tests.node.node", str(self.dir), self.cgroup_root, self.bridge, "--",
-                 "unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
-                 "bash", "-c", INIT, "node-init", str(self.dir)],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+            # The janitor runs the node and cleans up after it, even when the test run is killed:
+            # it kills the namespace and removes the cgroups, the bridge and the directory.
+            self.janitor = janitor.Janitor(
+                self.owned, ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+                             "bash", "-c", INIT, "node-init", str(self.dir)],
+                self.dir / "node.log", env=env)
+            self.janitor.start()
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -244,15 +159,9 @@ class Node:
 
     def stop(self) -> None:
         if self.janitor is not None:
-            self.janitor.stdin.close()
-            try:
-                self.janitor.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.janitor.kill()
-                self.janitor.wait()
-            self.log.close()
+            self.janitor.stop()
             self.janitor = None
-        _clean(self.dir, self.cgroup_root, self.bridge)  # what a janitor that failed left
+        janitor.clean(self.owned)  # what a janitor that failed to start left
 
     def log_of(self, name: str) -> str:
         path = self.dir / f"{name}.log"
@@ -389,7 +298,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def _make_cgroup_root(self) -> None:
         """The kubelet wants its --cgroup-root to exist; cpuset's needs its parent's CPUs and nodes."""
-        for hierarchy in _hierarchies():
+        for hierarchy in janitor.hierarchies():
             path = hierarchy / self.cgroup_root.lstrip("/")
             path.mkdir(exist_ok=True)
             for name in ("cpuset.cpus", "cpuset.mems"):  # v1 only: v2's root has no such files
@@ -411,33 +320,6 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
         try:
-            wait_until(ready, timeout, interval=0.5, what="the node to be Ready", process=self.janitor)
+            wait_until(ready, timeout, interval=0.5, what="the node to be Ready", process=self.janitor.process)
         except AssertionError as error:
             raise RuntimeError(f"{error}:\n{self.logs()}") from None
-
-
-def _janitor(argv: list[str]) -> int:
-    """DIR CGROUP_ROOT BRIDGE -- COMMAND...: run COMMAND (the node) until stdin closes, then kill
-    it and clean up. If the node dies first, its cgroups and bridge go at once, and its directory
-    (with the logs) when stdin closes."""
-    directory, cgroup_root, bridge, separator, *command = argv
-    assert separator == "--", argv
-    node = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-    closed = threading.Event()
-
-    def wait_for_eof():
-        sys.stdin.buffer.read()
-        closed.set()
-        node.kill()  # unshare --kill-child: the namespace's init dies, and with it everything in it
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
-    status = node.wait()
-    _clean(Path(directory), cgroup_root, bridge, remove_directory=False)
-    closed.wait()
-    _clean(Path(directory), cgroup_root, bridge)
-    return status
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C is the test run's to handle; stdin tells us
-    sys.exit(_janitor(sys.argv[1:]))

@@ -15,7 +15,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from webhook.tls import issue_serving_certificate, new_ca, private_key_pem
 from .binaries import find_binary
+from .janitor import run_directory
 from .ports import free_port
 from .processes import die_with_parent, stop
 from .waiting import wait_until
@@ -69,7 +69,7 @@ class ControlPlane:
     """Start with `start()`, always `stop()` (it kills every process it started)."""
 
     def __init__(self, with_controller_manager: bool = True, extra_args: dict[str, list[str]] | None = None):
-        self.dir = Path(tempfile.mkdtemp(prefix="restart-process-apiserver-"))
+        self.dir = run_directory("restart-process-apiserver-")
         self.with_controller_manager = with_controller_manager
         # More flags for a process, by name ("kube-apiserver", ...): the node tests need a few.
         self.extra_args = extra_args or {}

@@ -14,8 +14,8 @@ cgroup, the bridge and the directory. If the janitor itself is killed, the comma
 (PR_SET_PDEATHSIG). clean_stale() removes what a run whose PID is gone left behind anyway (a
 janitor killed too, or a machine that lost power).
 
-tests/node/node.py does the same for the node, with its own copy of these functions (the two are
-to be unified); this module is the generic one (tests/support/docker.py uses it).
+tests/node/node.py (a kubelet and containerd) and tests/support/docker.py (a Docker Engine) run
+their daemons under it.
 """
 
 from __future__ import annotations
@@ -141,6 +141,14 @@ def clean(owned: Owned, directory: bool = True) -> None:
                 delete_bridge(name)
     if directory and owned.directory.exists():
         remove_directory(owned.directory)
+
+
+def run_directory(prefix: str) -> Path:
+    """A new temporary directory named PREFIX + this run's PID + "-": what `clean_stale(prefix)`
+    removes once the run is gone, however it ended (a killed run's servers die with it,
+    PR_SET_PDEATHSIG, but their directories stay). Cleans up after dead runs of `prefix` first."""
+    clean_stale(prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
 
 
 def clean_stale(directory_prefix: str, cgroup_prefix: str = "", bridge_prefix: str = "") -> list[str]:

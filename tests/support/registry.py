@@ -13,7 +13,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from .janitor import run_directory
 from .ports import free_port
 from .processes import die_with_parent, stop
 from .waiting import wait_until
@@ -103,7 +103,7 @@ class Registry:
 
     def __init__(self, auth: str | None = None, address: str = "127.0.0.1"):
         """`address`: where it listens; "[::1]" for IPv6 loopback."""
-        self.dir = Path(tempfile.mkdtemp(prefix="restart-process-registry-"))
+        self.dir = run_directory("restart-process-registry-")
         self.port = free_port(address.strip("[]"))
         self.host = f"{address}:{self.port}"
         self.url = f"http://{self.host}"

@@ -7,7 +7,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 from webhook.registration import with_ca_bundle
 from webhook.tls import generate_self_signed
 
+from .janitor import run_directory
 from .ports import free_port
 from .processes import die_with_parent, stop
 from .waiting import wait_until
@@ -31,7 +31,7 @@ class WebhookServer:
 
     def __init__(self, *extra_args: str, directory: Path | None = None):
         self.owns_dir = directory is None  # then close() removes it
-        self.dir = directory or Path(tempfile.mkdtemp(prefix="restart-process-webhook-"))
+        self.dir = directory or run_directory("restart-process-webhook-")
         self.certs = generate_self_signed(self.dir, ["127.0.0.1"])
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
