@@ -106,13 +106,14 @@ $(BUILD)/chroot-probe: tests/wrapper/chroot_probe.c | packages
 	$(WRAPPER_CC) $(CSTD) $(SMALL) -o $@ $<
 
 # Benchmarks import the test harnesses as the package tests.support, so they run as modules.
-bench: packages $(VENV)/.installed wrapper control-plane tools tilt
+bench: packages $(VENV)/.installed wrapper control-plane runtime tools tilt
 	@hack/ensure-packages.sh wrk:wrk
 	$(BIN)/python -m benchmarks.wrapper_restart
 	$(BIN)/python -m benchmarks.sync_tools --directory /dev/shm
 	$(BIN)/python -m benchmarks.mutate_load
 	$(BIN)/python -m benchmarks.apiserver_latency
 	$(BIN)/python -m benchmarks.live_update
+	$(BIN)/python -m benchmarks.kind_live_update
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .delivery import Delivery
-from .names import STATUS
+from .names import DEFAULT_RESTART_FILE, STATUS
 
 DEFAULT_PREFIX = "restart-process.dev"
 
@@ -45,6 +45,28 @@ SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_
 # Gatekeeper) that restrict volume types. `init-container` is the way out.
 DELIVERY = "delivery"
 POD_KEYS = (DELIVERY,)
+# What applies when a setting is not annotated. docs/annotations.md lists the same values, and
+# tests/test_docs.py checks the two against each other. It also checks these values against the
+# code that applies them: the wrapper's own defaults (wrapper/cli.c) and the server's
+# (config.InjectorConfig). A pod or server setting can come first:
+# - stop-signal: the container's lifecycle.stopSignal, then the image's STOPSIGNAL;
+# - exit-policy, liveness-probe, delivery: the server's --default-exit-policy,
+#   --default-liveness-probe and --delivery.
+# None means nothing applies, or what applies comes from the pod (entrypoint: the container's
+# command, else the image's).
+SETTING_DEFAULTS: dict[str, str | None] = {
+    ENTRYPOINT: None,
+    RESTART_FILE: DEFAULT_RESTART_FILE,
+    WATCH: None,
+    EXIT_POLICY: "rerun",
+    STOP_SIGNAL: "TERM",
+    STOP_TIMEOUT: "5s",
+    DEBOUNCE: "100ms",
+    ENV_FILE: None,
+    LIVENESS_PROBE: "keep",
+    SYNC_TOOLS: "true",
+    DELIVERY: Delivery.AUTO.value,
+}
 
 # rerun: run the program again in place after a back-off (the wrapper's default);
 # restart: exit, so the kubelet restarts the container; continue: wait for the next change.
