@@ -24,6 +24,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -198,6 +199,22 @@ static void signal_group(struct supervisor *s, int sig)
 		rw_log("kill(-%d, %d): %s", (int)s->child, sig, strerror(errno));
 }
 
+/* The parent pid in what follows comm's ')' in /proc/PID/stat (" S 1234 ..."), or -1. By hand
+ * rather than with sscanf, which links musl's scanf and through it its long double parser: 16 KB
+ * on arm64, where long double arithmetic is done in software, and over the size budget. */
+static pid_t stat_ppid(const char *after_comm)
+{
+	const char *p = after_comm;
+	if (p[0] != ' ' || p[1] == '\0' || p[2] != ' ')
+		return -1;
+	p += 3;
+	const char *digits = p;
+	long long ppid = 0;
+	while (*p >= '0' && *p <= '9' && ppid <= INT_MAX)
+		ppid = ppid * 10 + (*p++ - '0');
+	return p > digits && *p == ' ' && ppid <= INT_MAX ? (pid_t)ppid : -1;
+}
+
 /* SIGKILL every child of ours and its process group; returns how many were found.
  * Needs /proc; without it (a bare chroot) only the process group is stopped. */
 static int kill_children(void)
@@ -229,9 +246,7 @@ static int kill_children(void)
 		stat[n] = '\0';
 		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
 		char *close = strrchr(stat, ')');
-		char state;
-		int ppid;
-		if (close == NULL || sscanf(close + 1, " %c %d", &state, &ppid) != 2 || ppid != self)
+		if (close == NULL || stat_ppid(close + 1) != self)
 			continue;
 		found++;
 		if (kill(-pid, SIGKILL) < 0 && kill(pid, SIGKILL) < 0 && errno != ESRCH)
