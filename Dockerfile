@@ -2,7 +2,8 @@
 #   docker build --target wrapper -t restart-process/restart-wrapper:0.1.0 .   FROM scratch, the init container's
 #   docker build --target webhook -t restart-process/webhook:0.1.0 .           the admission webhook server
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 --target wrapper .
-# (the build stages run on the target platform, so musl-gcc builds for TARGETARCH).
+# (the wrapper's build stage runs on the build platform and cross-compiles for TARGETARCH, so no
+# emulator is needed; the webhook's stages run on the target platform).
 #
 # Every stage starts from Debian: the toolchain and Python are Debian's packages, the same
 # `make test` uses on the host. The bases are build arguments; without a registry,
@@ -13,27 +14,46 @@ ARG WRAPPER_BUILD_IMAGE=debian:bookworm-slim
 ARG WEBHOOK_BASE_IMAGE=debian:bookworm-slim
 
 # --- restart-wrapper: static, musl, stripped --------------------------------------------------
-FROM ${WRAPPER_BUILD_IMAGE} AS wrapper-build
+# On BUILDPLATFORM, whatever the target: a C cross-compiler is an apt package, while running the
+# stage on the target platform would need QEMU registered in the builder (slow, and often absent
+# on CI builders), and the binary is static, so nothing of the build stage's own architecture ends
+# up in it. BUILDPLATFORM and TARGETARCH are BuildKit's (docker build's builder since Docker 23;
+# DOCKER_BUILDKIT=1 with 20.10): the classic builder sets neither and cannot build this file.
+FROM --platform=$BUILDPLATFORM ${WRAPPER_BUILD_IMAGE} AS wrapper-build
 ARG TARGETARCH
-# Debian's musl-tools (musl-gcc, with gcc from musl-dev) and make: the Makefile's own build.
+# Debian's musl-tools (musl-gcc, with gcc from musl-dev) and make: the Makefile's own build. For
+# another architecture, Debian's cross gcc and that architecture's musl-dev (multiarch), which the
+# Makefile's build/linux-ARCH rule uses, as `make wrapper` does on the host.
 # Versions are the suite's: pinning them would break with every point release.
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends make musl-tools \
+RUN target=${TARGETARCH:-$(dpkg --print-architecture)} \
+ && set -- make musl-tools \
+ && if [ "$target" != "$(dpkg --print-architecture)" ]; then \
+      case "$target" in amd64) triple=x86-64 ;; arm64) triple=aarch64 ;; \
+        *) echo "restart-wrapper is built for amd64 and arm64, not $target" >&2; exit 1 ;; esac \
+      && dpkg --add-architecture "$target" && set -- "$@" "gcc-$triple-linux-gnu" "musl-dev:$target"; \
+    fi \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends "$@" \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile VERSION ./
 COPY wrapper/ wrapper/
 # -o packages: the Makefile's `packages` step installs the test suite's Debian packages; here
-# the two above are all the build needs.
-RUN make -o packages build/restart-wrapper \
- && ./build/restart-wrapper version \
- && echo "built restart-wrapper for ${TARGETARCH:-the build platform}"
+# the ones above are all the build needs. The binary is checked to be TARGETARCH's (its ELF
+# machine), and run when that is the build platform's.
 # The layout `restart-wrapper install` lays down, so that the image mounted as a volume at
 # /restart-process gives the same paths: /restart-process/restart-wrapper and
 # /restart-process/bin/{tar,rm,test}, links to ../restart-wrapper.
-RUN mkdir -p /image/bin \
- && install -m 0755 build/restart-wrapper /image/restart-wrapper \
+RUN target=${TARGETARCH:-$(dpkg --print-architecture)} \
+ && make -o packages "build/linux-$target/restart-wrapper" \
+ && machine=$(od -An -tu2 -j18 -N2 "build/linux-$target/restart-wrapper") \
+ && case "$target:$((machine))" in amd64:62 | arm64:183) ;; \
+      *) echo "build/linux-$target/restart-wrapper has ELF machine $machine" >&2; exit 1 ;; esac \
+ && if [ "$target" = "$(dpkg --print-architecture)" ]; then "build/linux-$target/restart-wrapper" version; fi \
+ && echo "built restart-wrapper for linux/$target" \
+ && mkdir -p /image/bin \
+ && install -m 0755 "build/linux-$target/restart-wrapper" /image/restart-wrapper \
  && ln -s ../restart-wrapper /image/bin/tar \
  && ln -s ../restart-wrapper /image/bin/rm \
  && ln -s ../restart-wrapper /image/bin/test

@@ -1,32 +1,54 @@
-"""Every wrapper test runs against the static release build and the ASan+UBSan build."""
+"""Every wrapper test runs against the static release build, the ASan+UBSan build and the release
+build of each other architecture (arm64 on amd64: under qemu-user, set up by emulation.py).
+
+A test that qemu-user cannot run for an emulated build carries `@pytest.mark.emulator_limit(reason)`,
+or `emulator_limit(reason, when={parameter: value})` for some of its parameters alone: it is
+skipped for that build alone, with the reason, and runs for the others. The reason says what proves
+the behaviour on that architecture instead (most often tests/wrapper/test_emulation.py)."""
 
 import pytest
 
-from .harness import BUILD
+from . import emulation
+from .harness import BUILDS, FOREIGN, RELEASES, runnable
 
-BUILDS = {"static": BUILD / "restart-wrapper", "asan": BUILD / "restart-wrapper-asan"}
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "emulator_limit(reason, when={}): qemu-user cannot run this test (with "
+                                       "these parameters); skipped for emulated builds only (tests/wrapper/conftest.py)")
+
+
+def build_of(item) -> str | None:
+    """The build a test item runs against ("static", "asan", "arm64"), from its parameters."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        if isinstance(value, str) and value.partition("-as-")[0] in BUILDS:
+            return value.partition("-as-")[0]
+    return None
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/wrapper/" in str(item.fspath):
             item.add_marker(pytest.mark.wrapper)
+        build = build_of(item)
+        if build not in FOREIGN:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for limit in item.iter_markers("emulator_limit"):
+            if all(params.get(name) == value for name, value in limit.kwargs.get("when", {}).items()):
+                item.add_marker(pytest.mark.skip(reason=f"{emulation.EMULATOR} for {build}: {limit.args[0]}"))
+                break
 
 
 @pytest.fixture(params=list(BUILDS), scope="session")
 def wrapper(request):
-    binary = BUILDS[request.param]
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: `make wrapper wrapper-asan` builds it (make test does)")
-    return binary
+    return runnable(request.param)
 
 
-@pytest.fixture(scope="session")
-def static_wrapper():
-    binary = BUILDS["static"]
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: `make wrapper` builds it")
-    return binary
+@pytest.fixture(params=RELEASES, scope="session")
+def static_wrapper(request):
+    """Each release build: this machine's, and each other architecture's."""
+    return runnable(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +71,8 @@ def multicall():
     try:
         base.chmod(0o755)
         directories = {}
-        for build, binary in BUILDS.items():
-            if not binary.exists():
-                pytest.fail(f"{binary} is missing: `make wrapper wrapper-asan` builds it (make test does)")
+        for build in BUILDS:
+            binary = runnable(build)
             directory = base / build
             directory.mkdir(mode=0o755)
             shutil.copyfile(binary, directory / "restart-wrapper")

@@ -15,8 +15,60 @@ from pathlib import Path
 
 from tests.support.waiting import wait_until
 
+from . import emulation
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
+# Every test runs against each build: this machine's release build ("static"), the ASan+UBSan
+# build ("asan"), and the release build of each other architecture the image ships (the Makefile's
+# WRAPPER_ARCHES), named by it ("arm64" on amd64), run under qemu-user (emulation.py).
+FOREIGN = [arch for arch in ("amd64", "arm64") if emulation.emulated(arch)]
+BUILDS = {"static": BUILD / "restart-wrapper", "asan": BUILD / "restart-wrapper-asan",
+          **{arch: BUILD / f"linux-{arch}" / "restart-wrapper" for arch in FOREIGN}}
+RELEASES = ["static", *FOREIGN]  # the builds that ship: static, stripped, in the size budget
+# What qemu-user makes an emulated build say that it would not say on its own architecture: qemu
+# 7.2 does not implement prctl(PR_SET_CHILD_SUBREAPER) (it answers EINVAL), and `run` reports that
+# as its first line. Tests that compare what `run` writes compare it without that line
+# (without_emulator_line); test_emulation.py checks the line is there and what the binary asked for.
+EMULATOR_SUBREAPER_LINE = ("restart-wrapper: cannot become a child subreaper (Invalid argument): orphans of "
+                           "COMMAND will not be reaped or stopped\n")
+
+
+def runnable(build: str) -> Path:
+    """The build's binary, checked to be there and to run here (another architecture's: under
+    qemu-user, which this sets up if need be, as root: emulation.ensure)."""
+    import pytest
+
+    binary = BUILDS[build]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: `make wrapper wrapper-asan` builds it (make test does)")
+    if build in FOREIGN:
+        why = emulation.ensure(build)
+        if why and "needs root" in why:
+            pytest.skip(why)
+        if why:
+            pytest.fail(why)
+    return binary
+
+
+def architecture_of(binary: Path) -> str | None:
+    """The architecture an ELF executable is built for ("amd64", "arm64"), from its e_machine."""
+    with open(binary, "rb") as f:
+        header = f.read(20)
+    machine = {62: "amd64", 183: "arm64"}.get(int.from_bytes(header[18:20], "little"))
+    return machine if header[:4] == b"\x7fELF" else None
+
+
+def without_emulator_line(stderr, binary: Path):
+    """What `restart-wrapper run` wrote (str or bytes), as it would be on the binary's own
+    architecture: for an emulated build, the first line if it is EMULATOR_SUBREAPER_LINE is dropped."""
+    arch = architecture_of(binary)
+    if arch is None or not emulation.emulated(arch):
+        return stderr
+    line = EMULATOR_SUBREAPER_LINE if isinstance(stderr, str) else EMULATOR_SUBREAPER_LINE.encode()
+    return stderr.removeprefix(line)
+
+
 CHILD = [sys.executable, str(Path(__file__).with_name("child.py"))]
 # The ASan build also checks for leaks at exit (LeakSanitizer needs ptrace, which this machine allows).
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
@@ -62,6 +114,7 @@ class Wrapper:
 
     def __init__(self, binary: Path, tmp: Path, mode: str = "sleep", *extra: str, options=(), restart_file=None, prefix=(),
                  env=None):
+        self.binary = binary
         self.log = tmp / "child.log"
         self.restart_file = restart_file or tmp / "restart"
         self.stderr_path = tmp / "wrapper.stderr"
@@ -90,7 +143,7 @@ class Wrapper:
         assert len(self.starts()) == n, self.log.read_text()
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text()
+        return without_emulator_line(self.stderr_path.read_text(), self.binary)
 
     def ends(self) -> list[re.Match]:
         return ends(self.stderr())
@@ -154,8 +207,13 @@ def alive(pid: int) -> bool:
     return info is not None and info["state"] != "Z"
 
 
+def tool_variants(tool: str) -> list[str]:
+    """Each build as `restart-wrapper TOOL`, and each release build also through a link named TOOL."""
+    return [*BUILDS, *(f"{build}-as-{tool}" for build in RELEASES)]
+
+
 def tool_argv(multicall: dict[str, Path], variant: str, tool: str) -> list[str]:
-    """How to run TOOL (tar, rm, test) of one build in `multicall`: "static" or "asan" is
+    """How to run TOOL (tar, rm, test) of one build in `multicall`: "static", "asan" or "arm64" is
     `restart-wrapper TOOL`; "static-as-TOOL" is the link named TOOL (argv[0] picks the job)."""
     build, _, by_name = variant.partition("-as-")
     directory = multicall[build]

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from .harness import BUILD, ENV, NOBODY, cpu_ticks, ends, runnable_by_others
+from tests.support.processes import read_line, read_rest
+from .emulation import HOST_ARCH
+from .harness import BUILD, ENV, NOBODY, cpu_ticks, ends, runnable_by_others, without_emulator_line
 
 # Exits with COMMAND's status, as the tests of statuses need (the default, rerun, runs it again).
 RESTART = "--exit-policy=restart"
@@ -201,13 +203,20 @@ def test_trigger_takes_one_restart_file(wrapper, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+ELF_MACHINE = {"amd64": 62, "arm64": 183}  # e_machine: EM_X86_64, EM_AARCH64
+
+
 def test_the_release_build_is_static_and_small(static_wrapper):
     # The budget (issue 12): at most 100 KB with tar and rm in it; it is copied into every pod.
+    # For every architecture the image ships (issue 18).
     assert static_wrapper.stat().st_size <= 100_000
     with open(static_wrapper, "rb") as binary:
         elf = binary.read()
     assert elf[:4] == b"\x7fELF"
-    assert b".interp" not in elf and b"ld-linux" not in elf  # no dynamic loader requested
+    assert b".interp" not in elf and b"ld-linux" not in elf and b"ld-musl" not in elf  # no dynamic loader requested
+    arch = static_wrapper.parent.name.removeprefix("linux-") if static_wrapper.parent.name.startswith("linux-") \
+        else HOST_ARCH
+    assert int.from_bytes(elf[18:20], "little") == ELF_MACHINE[arch], arch
 
 
 def test_runs_in_a_chroot_with_nothing_but_itself(static_wrapper, tmp_path):
@@ -215,23 +224,23 @@ def test_runs_in_a_chroot_with_nothing_but_itself(static_wrapper, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(static_wrapper, root / "restart-wrapper")
-    shutil.copy(BUILD / "chroot-probe", root / "probe")
+    shutil.copy(static_wrapper.with_name("chroot-probe"), root / "probe")  # the same architecture's
     process = subprocess.Popen(
         ["chroot", str(root), "/restart-wrapper", "run", "--restart-file=/trigger", "--", "/probe", "x"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert process.stdout.readline().startswith("probe started")
+        assert read_line(process.stdout).startswith("probe started")
         (root / "trigger").write_text("go")
-        assert process.stdout.readline().startswith("probe started")  # restarted inside the chroot
+        assert read_line(process.stdout).startswith("probe started")  # restarted inside the chroot
         # `trigger` works there too: no shell needed to write the restart file.
         assert subprocess.run(["chroot", str(root), "/restart-wrapper", "trigger", "--restart-file=/trigger"],
                               timeout=10).returncode == 0
-        assert process.stdout.readline().startswith("probe started")
+        assert read_line(process.stdout).startswith("probe started")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 128 + signal.SIGTERM
-    assert "restarting /probe: /trigger changed" in process.stderr.read()
+    assert "restarting /probe: /trigger changed" in read_rest(process.stderr)
 
 
 def test_a_scratch_image_without_tmp_restarts_through_the_pod_file(static_wrapper, tmp_path):
@@ -240,7 +249,7 @@ def test_a_scratch_image_without_tmp_restarts_through_the_pod_file(static_wrappe
     root = tmp_path / "root"
     (root / "run" / "restart-process").mkdir(parents=True)
     shutil.copy(static_wrapper, root / "restart-wrapper")
-    shutil.copy(BUILD / "chroot-probe", root / "probe")
+    shutil.copy(static_wrapper.with_name("chroot-probe"), root / "probe")
     pod_file = "/run/restart-process/app.restart"
     env = {**ENV, "RESTART_WRAPPER_RESTART_FILE": pod_file}
     process = subprocess.Popen(
@@ -249,7 +258,7 @@ def test_a_scratch_image_without_tmp_restarts_through_the_pod_file(static_wrappe
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
-        assert process.stdout.readline().startswith("probe started")
+        assert read_line(process.stdout).startswith("probe started")
         # Idle while /tmp/.restart-proc is anchored at "/": no CPU, no lines.
         before = cpu_ticks(process.pid)
         time.sleep(1.0)
@@ -257,15 +266,15 @@ def test_a_scratch_image_without_tmp_restarts_through_the_pod_file(static_wrappe
         triggered = subprocess.run(["chroot", str(root), "/restart-wrapper", "trigger"], capture_output=True,
                                    text=True, env=env, timeout=10)
         assert triggered.returncode == 0, triggered.stderr
-        assert process.stdout.readline().startswith("probe started")
+        assert read_line(process.stdout).startswith("probe started")
         # /tmp appearing later (an image that makes it at start-up) is followed down, as before.
         (root / "tmp").mkdir()
         (root / "tmp" / ".restart-proc").write_text("go")
-        assert process.stdout.readline().startswith("probe started")
+        assert read_line(process.stdout).startswith("probe started")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 128 + signal.SIGTERM
-    stderr = process.stderr.read()
+    stderr = without_emulator_line(read_rest(process.stderr), static_wrapper)
     assert f"restarting /probe: {pod_file} changed" in stderr
     assert "restarting /probe: /tmp/.restart-proc changed" in stderr
     assert [m["next"] for m in ends(stderr)] == [

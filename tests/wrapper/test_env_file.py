@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.support.processes import read_rest
 from .harness import ENV, Wrapper, wait_until
 
 PREFIX = "RWTEST_"
@@ -236,4 +237,4 @@ def test_a_path_from_the_env_file_finds_the_program(wrapper, tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 128 + signal.SIGTERM
-    assert "cannot run" not in process.stderr.read()
+    assert "cannot run" not in read_rest(process.stderr)

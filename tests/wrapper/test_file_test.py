@@ -13,12 +13,12 @@ import subprocess
 
 import pytest
 
-from .harness import ENV, tool_argv
+from .harness import BUILDS, ENV, tool_argv
 
 COREUTILS_TEST = "/usr/bin/test" if os.path.exists("/usr/bin/test") else shutil.which("test")
 
 
-@pytest.fixture(params=["static", "asan"])
+@pytest.fixture(params=list(BUILDS))
 def ours(request, multicall):
     return tool_argv(multicall, f"{request.param}-as-test", "test")[0]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import read_line
 from .harness import ENV, Wrapper, wait_until
 
 # --- durations ------------------------------------------------------------------------------
@@ -103,9 +104,9 @@ def test_each_name_is_its_linux_signal(wrapper, tmp_path, name):
     """A restart sends the parsed signal; the child prints the number it got."""
     form = "sig" + name.lower()
     with Wrapper(wrapper, tmp_path, "signals", options=[f"--stop-signal={form}", "--stop-timeout=20s"]) as w:
-        assert w.process.stdout.readline() == b"ready\n"
+        assert read_line(w.process.stdout) == b"ready\n"
         w.restart_file.write_text("go")
-        assert w.process.stdout.readline() == f"{NUMBER[name]}\n".encode()
+        assert read_line(w.process.stdout) == f"{NUMBER[name]}\n".encode()
         w.kill()  # the child handles every signal and would only go at the 20s timeout
 
 

@@ -5,12 +5,13 @@ import signal
 import subprocess
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.support.ports import free_port
 
-from .harness import CHILD, ENV, Wrapper, alive, cpu_ticks, wait_until
+from .harness import CHILD, ENV, Wrapper, alive, cpu_ticks, processes, wait_until
 
 
 @pytest.fixture
@@ -139,6 +140,10 @@ def test_stop_signal_option(wrapper, tmp_path):
         running.stop()
 
 
+@pytest.mark.emulator_limit(
+    "prctl(PR_SET_CHILD_SUBREAPER) is not implemented (EINVAL), so the escaped grandchild goes to this machine's "
+    "init, out of the wrapper's sight. Instead: test_an_escaped_setsid_grandchild_does_not_survive_a_restart_as_pid_1 "
+    "and test_emulation.py::test_the_emulated_build_asks_to_be_a_subreaper")
 def test_an_escaped_setsid_grandchild_does_not_survive_a_restart(wrapper, tmp_path):
     port = free_port()
     running = Wrapper(wrapper, tmp_path, "setsid-port", str(port))
@@ -151,6 +156,37 @@ def test_an_escaped_setsid_grandchild_does_not_survive_a_restart(wrapper, tmp_pa
         assert not alive(int(first[1]))
     finally:
         running.stop()
+
+
+def test_an_escaped_setsid_grandchild_does_not_survive_a_restart_as_pid_1(wrapper, tmp_path):
+    """The same as PID 1 of a PID namespace (a pod's container), where the escaped grandchild comes
+    back to the wrapper as to any init, with no prctl: the wrapper finds it in /proc (its parent
+    is the wrapper) and kills it, so the port is free for the next run. Under qemu, which cannot
+    make a process a subreaper, this is the emulated build's proof of the same."""
+    port = free_port()
+    log, restart = tmp_path / "child.log", tmp_path / "restart"
+
+    def lines(prefix: str) -> list[str]:
+        return [l for l in log.read_text().splitlines() if l.startswith(prefix)] if log.exists() else []
+
+    # --kill-child: when unshare goes (KILL below: it ignores TERM), the wrapper is killed, and with
+    # PID 1 the whole namespace, grandchild included.
+    process = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", str(wrapper), "run",
+                                f"--restart-file={restart}", "--", *CHILD, "setsid-port", str(log), str(port)],
+                               env=ENV, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: lines("bound"), what="the first grandchild")
+        restart.write_text("go")
+        wait_until(lambda: len(lines("start")) >= 2, what="the second start")
+        wait_until(lambda: len(lines("bound")) + len(lines("bind")) >= 2, what="the second grandchild")
+        assert len(lines("bound")) == 2, log.read_text()  # the port was free again: the first one is gone
+        (init,) = [pid for pid, info in processes().items() if info["ppid"] == process.pid]  # unshare's child
+        nspid = next(l for l in Path(f"/proc/{init}/status").read_text().splitlines() if l.startswith("NSpid:"))
+        assert nspid.split()[-1] == "1", nspid  # the wrapper is PID 1 in its namespace
+    finally:
+        process.kill()
+        process.wait(timeout=15)
+        process.stderr.close()
 
 
 def test_external_term_during_a_restart_exits_promptly(wrapper, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from . import archives as A
-from .harness import ENV, IS_ROOT, NOBODY, SANITIZER_REPORT, tool_argv
+from .harness import BUILDS, ENV, IS_ROOT, NOBODY, SANITIZER_REPORT, tool_argv, tool_variants
 
 GNU_RM = "/usr/bin/rm" if Path("/usr/bin/rm").exists() else shutil.which("rm")
 UNDER_TEST = os.environ.get("RM_UNDER_TEST")
@@ -27,7 +27,7 @@ RM_ENV = {**ENV, "LC_ALL": "C", "LANG": "C"}
 RM_ENV.pop("POSIXLY_CORRECT", None)
 
 
-@pytest.fixture(params=["static", "static-as-rm", "asan"])
+@pytest.fixture(params=tool_variants("rm"))
 def rm(request, multicall) -> list[str]:
     """Our rm, as `restart-wrapper rm` and through a symlink named rm (the multi-call name)."""
     return [UNDER_TEST] if UNDER_TEST else tool_argv(multicall, request.param, "rm")
@@ -224,7 +224,7 @@ def test_a_trailing_slash_never_leads_into_a_symlinked_directory(rm, world_tmp):
     assert A.snapshot(outside) == before
 
 
-@pytest.mark.parametrize("build", ["static", "asan"])
+@pytest.mark.parametrize("build", list(BUILDS))
 def test_a_deep_tree(multicall, world_tmp, build):
     """Deeper than PATH_MAX (2100 levels of 'd/' are 4200 bytes): no recursion or path length limit.
     (Making such a tree takes a second or so here: coreutils is not run on one too, nor the rm name.)"""
