@@ -239,24 +239,15 @@ class DockerDaemon:
         })
         return env
 
-    def docker(self, *args: str, check: bool = True, timeout: float | None = 600, cwd: Path = ROOT,
-               text: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        """Run Debian's docker CLI against this daemon; output captured (as text unless told
-        otherwise). With `check`, a failure raises with the command's output."""
-        result = subprocess.run([DOCKER_CLI, *args], env=self.env(), cwd=cwd, capture_output=True, text=text,
-                                timeout=timeout, **kwargs)
-        if check and result.returncode != 0:
-            stderr = result.stderr if text else result.stderr.decode(errors="replace")
-            raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
-        return result
+    def docker(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """Debian's docker CLI against this daemon (run_docker)."""
+        return run_docker(DOCKER_CLI, self.env(), *args, **kwargs)
 
     def build_options(self) -> list[str]:
         """What `docker build` needs on top of the README's command with this daemon:
-        `--network host`, as it has no NAT and the RUN steps download packages; and the host's CA
-        bundle as the build secret the Dockerfile gives pip, where HTTPS goes through a
-        TLS-intercepting proxy (tests/docker/conftest.py says why there is no cleaner way)."""
-        ca = host_ca_bundle()
-        return ["--network", "host", *(["--secret", f"id=ca-certificates,src={ca}"] if ca is not None else [])]
+        `--network host`, as it has no NAT and the RUN steps download packages; and the CA build
+        secret (ca_secret_option)."""
+        return ["--network", "host", *ca_secret_option()]
 
     def network_bridge(self, suffix: str) -> str:
         """A bridge name for a network this daemon creates (`docker network create -o
@@ -305,18 +296,12 @@ class ExistingDockerDaemon:
         env["DOCKER_HOST"] = self.host
         return env
 
-    def docker(self, *args: str, check: bool = True, timeout: float | None = 600, cwd: Path = ROOT,
-               text: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        result = subprocess.run(["docker", *args], env=self.env(), cwd=cwd, capture_output=True, text=text,
-                                timeout=timeout, **kwargs)
-        if check and result.returncode != 0:
-            stderr = result.stderr if text else result.stderr.decode(errors="replace")
-            raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
-        return result
+    def docker(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """The docker CLI on the PATH against that daemon (run_docker)."""
+        return run_docker("docker", self.env(), *args, **kwargs)
 
     def build_options(self) -> list[str]:
-        ca = host_ca_bundle()
-        return ["--secret", f"id=ca-certificates,src={ca}"] if ca is not None else []
+        return ca_secret_option()
 
 
 def import_bases(daemon: DockerDaemon, *images: str) -> tuple[float, str]:
@@ -328,6 +313,24 @@ def import_bases(daemon: DockerDaemon, *images: str) -> tuple[float, str]:
     if result.returncode != 0:
         raise RuntimeError(f"hack/build-base-images.sh --import failed:\n{result.stderr[-6000:]}")
     return time.monotonic() - started, result.stderr
+
+
+def run_docker(cli: str, env: dict[str, str], *args: str, check: bool = True, timeout: float | None = 600,
+               cwd: Path = ROOT, text: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """`cli ARGS` with `env`; output captured (as text unless told otherwise). With `check`, a
+    failure raises with the command's output."""
+    result = subprocess.run([cli, *args], env=env, cwd=cwd, capture_output=True, text=text, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        stderr = result.stderr if text else result.stderr.decode(errors="replace")
+        raise RuntimeError(f"docker {' '.join(args)} exited with {result.returncode}:\n{stderr[-4000:]}")
+    return result
+
+
+def ca_secret_option() -> list[str]:
+    """The host's CA bundle as the build secret the Dockerfile gives pip, for HTTPS through a
+    TLS-intercepting proxy (tests/docker/conftest.py says why there is no cleaner way)."""
+    ca = host_ca_bundle()
+    return ["--secret", f"id=ca-certificates,src={ca}"] if ca is not None else []
 
 
 def host_ca_bundle() -> Path | None:
