@@ -169,3 +169,46 @@ def test_the_dockerfile_cross_compiles_the_wrapper_for_arm64(docker_daemon, dock
     version = subprocess.run([str(tmp_path / "restart-wrapper"), "version"], capture_output=True, text=True,
                              env=ENV, timeout=60)
     assert version.stdout == f"restart-wrapper {VERSION}\n", version.stderr
+
+
+def _image_volume_references() -> list[tuple[str, str]]:
+    """(case, path inside the wrapper image) for everything the image-volume goldens make a
+    container use under the volume's mount: the wrapper command, and the tools on PATH."""
+    import yaml
+
+    from tests.support.golden import expected_output, inputs
+
+    found = []
+    for case in inputs():
+        for document in yaml.safe_load_all(expected_output(case).read_text()):
+            spec = (document or {}).get("spec") or {}
+            volumes = {v["name"]: v for v in spec.get("volumes") or [] if "image" in v}
+            for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+                for mount in container.get("volumeMounts") or []:
+                    if mount["name"] not in volumes:
+                        continue
+                    base = mount["mountPath"].rstrip("/") + "/"
+                    used = [*(container.get("command") or [])[:1]]
+                    for entry in container.get("env") or []:
+                        if entry["name"] == "PATH":
+                            used += [f"{d}/{tool}" for d in entry.get("value", "").split(":") if d.startswith(base)
+                                     for tool in ("tar", "rm", "test")]
+                    found += [(case.name, path[len(base):]) for path in used if path.startswith(base)]
+    return found
+
+
+def test_what_the_image_volume_goldens_use_is_in_the_image(pushed, tmp_path):
+    """The seam between the injection and the image: mounted as an image volume, the wrapper
+    image is all a container has at /restart-process, so every path the image-volume goldens
+    run from there -- the wrapper, and tar, rm and test on PATH -- must be in it, executable."""
+    references = _image_volume_references()
+    assert {case for case, _ in references} >= {"delivery-image-volume.yaml", "delivery-image-volume-sidecar.yaml"}, references
+    assert {path for _, path in references} >= {"restart-wrapper", "bin/tar", "bin/rm", "bin/test"}
+    root = tmp_path / "root"
+    root.mkdir()
+    exported = crane("export", "--platform", "linux/amd64", pushed, "-", text=False).stdout
+    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+        tar.extractall(root, **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))
+    for case, path in references:
+        target = (root / path).resolve()
+        assert target.is_relative_to(root.resolve()) and target.is_file() and os.access(target, os.X_OK), (case, path)

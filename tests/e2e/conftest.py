@@ -61,6 +61,8 @@ def kind(request, e2e_required, tmp_path_factory) -> Kind:
 def pytest_terminal_summary(terminalreporter):
     if kind_support.TIMINGS:
         terminalreporter.write_line("kind: " + ", ".join(f"{k} {v:.1f}s" for k, v in kind_support.TIMINGS.items()))
+    for scenario, outcome in kind_support.OUTCOMES.items():
+        terminalreporter.write_line(f"kind: {scenario}: {outcome}")
 
 
 @pytest.fixture(scope="session")

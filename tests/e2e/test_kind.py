@@ -23,6 +23,7 @@ import uuid
 import pytest
 from kubernetes import client, config
 
+from tests.support import kind as kind_support
 from tests.support.kind import RELEASE_NAMESPACE as SYSTEM, WEBHOOK_DEPLOYMENT as FULLNAME, install_as_the_readme_says
 from tests.support.live_update import WRAPPER, Cluster, Start, deploy, example_deployment, tilt_way, watch_way
 from tests.support.paths import ROOT
@@ -206,6 +207,7 @@ def test_a_deleted_webhook_pod_is_replaced_without_rejecting_a_pod(installed, ki
                    180, 0.5, "a replacement webhook pod to be Ready")
         wait_until(lambda: not core.list_namespaced_pod(SYSTEM, field_selector=f"metadata.name={old.metadata.name}").items,
                    120, 0.5, "the old webhook pod to go")
+    kind_support.OUTCOMES["a webhook pod deleted"] = outcomes.summary()
     assert outcomes.rejected == [], outcomes.rejected
     assert outcomes.total > 10
     assert tls_secret(core).metadata.uid == secret.metadata.uid
@@ -240,9 +242,7 @@ def test_without_webhook_pods_opted_in_pods_run_unwrapped_and_helm_test_says_why
 
 def test_a_rollout_to_two_replicas_lets_no_pod_through_uninjected(installed, kind, core):
     """`helm upgrade` to two replicas, with a new pod annotation so that every webhook pod is
-    replaced: a loop creating opted-in pods throughout sees none rejected and none unwrapped.
-    (Without the drain -- --shutdown-delay=0 -- a replica stopped while its endpoint was still
-    published, and pods went through unwrapped.)"""
+    replaced: a loop creating opted-in pods throughout sees none rejected and none unwrapped."""
     outcomes = Probes(core)
     with outcomes:
         time.sleep(2)
@@ -255,6 +255,7 @@ def test_a_rollout_to_two_replicas_lets_no_pod_through_uninjected(installed, kin
             SYSTEM, label_selector="app.kubernetes.io/name=restart-process-webhook").items) == 2, 120, 0.5,
             "only the two new webhook pods")
         time.sleep(2)
+    kind_support.OUTCOMES["a rollout to two replicas"] = outcomes.summary()
     assert len([p for p in webhook_pods(core) if ready(p)]) == 2
     assert outcomes.rejected == [], outcomes.rejected
     assert outcomes.unwrapped == 0, f"{outcomes.unwrapped} of {outcomes.total} pods went through unwrapped"
@@ -327,6 +328,9 @@ class Probes:
                 self.rejected.append(f"{error.status}: {error.body}")
             self.total += 1
             time.sleep(0.05)
+
+    def summary(self) -> str:
+        return f"{self.total} pods created, {len(self.rejected)} rejected, {self.unwrapped} unwrapped"
 
     def __enter__(self) -> "Probes":
         self._thread.start()

@@ -31,6 +31,7 @@ NAME = "restart-process-e2e"
 CONFIG = ROOT / "hack" / "kind-cluster.yaml"
 TOOLS = ("kind", "kubectl", "helm")
 TIMINGS: dict[str, float] = {}
+OUTCOMES: dict[str, str] = {}  # scenario -> what the pods created during it got, printed at the end
 
 
 class Kind:
