@@ -204,6 +204,8 @@ def test_webhook_pod_is_restricted_and_probed():
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    # A replacement joins the Service well inside the drain of the pod it replaces (shutdownDelaySeconds).
+    assert container["readinessProbe"]["periodSeconds"] == 1
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
