@@ -20,15 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.versions import pinned
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "hack" / "build-kind-node-image.sh"
 CONFIG = ROOT / "hack" / "kind-cluster.yaml"
-
-
-def versions() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (ROOT / "hack" / "versions.env").read_text().splitlines()
-             if line and not line.startswith("#"))
-    return {key: value for key, value in pairs}
 
 
 def test_the_cluster_config_fits_the_image():
@@ -44,7 +40,7 @@ def test_the_cluster_config_fits_the_image():
 
 def test_ref_is_the_kubernetes_version():
     result = subprocess.run(["bash", str(SCRIPT), "--ref"], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == f"restart-process/kind-node:{versions()['KUBERNETES_VERSION']}"
+    assert result.stdout.strip() == f"restart-process/kind-node:{pinned('KUBERNETES_VERSION')}"
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +67,7 @@ def member(archive: tarfile.TarFile, name: str) -> tarfile.TarInfo:
 
 @pytest.mark.slow
 def test_node_image_is_laid_out_as_kinds(node_image):
-    v = versions()
-    k8s = v["KUBERNETES_VERSION"]
+    k8s = pinned("KUBERNETES_VERSION")
     with tarfile.open(node_image) as outer:
         [manifest] = json.load(outer.extractfile(member(outer, "manifest.json")))
         config = json.load(outer.extractfile(member(outer, manifest["Config"])))
@@ -123,8 +118,8 @@ def test_node_image_is_laid_out_as_kinds(node_image):
     # The images kubeadm runs, imported into containerd's k8s.io namespace (bolt keeps names as bytes).
     metadata = contents["var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db"]
     for image in (f"kube-apiserver:{k8s}", f"kube-controller-manager:{k8s}", f"kube-scheduler:{k8s}",
-                  f"kube-proxy:{k8s}", f"etcd:{v['ETCD_VERSION'].removeprefix('v')}-0",
-                  f"coredns/coredns:{v['COREDNS_VERSION']}", "pause:3.10"):
+                  f"kube-proxy:{k8s}", f"etcd:{pinned('ETCD_VERSION').removeprefix('v')}-0",
+                  f"coredns/coredns:{pinned('COREDNS_VERSION')}", "pause:3.10"):
         assert f"registry.k8s.io/{image}".encode() in metadata, image
     blobs = [n for n in files if n.startswith("var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/")
              and files[n].isfile()]
