@@ -172,6 +172,14 @@ int parse_run_options(int argc, char **argv, struct run_options *out, char *err,
 			if (path_option(err, errlen, name, value) < 0)
 				return -1;
 			out->watch[out->nwatch++] = (char *)value;
+		} else if (strcmp(name, "sync-file") == 0) {
+			if (path_option(err, errlen, name, value) < 0)
+				return -1;
+			if (out->sync_file != NULL) {
+				snprintf(err, errlen, "expected --sync-file at most once");
+				return -1;
+			}
+			out->sync_file = value;
 		} else if (strcmp(name, "env-file") == 0) {
 			if (path_option(err, errlen, name, value) < 0)
 				return -1;

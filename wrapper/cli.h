@@ -27,6 +27,7 @@ struct run_options {
 	char **watch; /* trees whose changes restart after the debounce quiet period */
 	size_t nwatch;
 	const char *env_file; /* read before every start; NULL when not given */
+	const char *sync_file; /* the sync tools' reports (see sync.h); NULL when not given */
 	int64_t debounce_ms;
 	int64_t stop_timeout_ms;
 	int64_t poll_ms; /* > 0: poll every poll_ms instead of using inotify */

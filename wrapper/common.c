@@ -1,6 +1,8 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,41 @@ int rw_write_all(int fd, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* The parent pid in what follows comm's ')' in /proc/PID/stat (" S 1234 ..."), or -1. By hand
+ * rather than with sscanf, which links musl's scanf and through it its long double parser: 16 KB
+ * on arm64, where long double arithmetic is done in software, and over the size budget. */
+static long stat_ppid(const char *after_comm)
+{
+	const char *p = after_comm;
+	if (p[0] != ' ' || p[1] == '\0' || p[2] != ' ')
+		return -1;
+	p += 3;
+	const char *digits = p;
+	long long ppid = 0;
+	while (*p >= '0' && *p <= '9' && ppid <= INT_MAX)
+		ppid = ppid * 10 + (*p++ - '0');
+	return p > digits && *p == ' ' && ppid <= INT_MAX ? (long)ppid : -1;
+}
+
+long rw_parent_of(long pid)
+{
+	char path[32], stat[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n;
+	while ((n = read(fd, stat, sizeof stat - 1)) < 0 && errno == EINTR)
+		;
+	(void)close(fd); /* read only: nothing to lose */
+	if (n <= 0)
+		return -1;
+	stat[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
+	char *close_paren = strrchr(stat, ')');
+	return close_paren != NULL ? stat_ppid(close_paren + 1) : -1;
 }
 
 int64_t rw_now_ms(void)

@@ -25,6 +25,10 @@ void rw_log_as(const char *program, const char *fmt, ...) __attribute__((format(
  * caller that reports errno must not mistake a short write for success. */
 int rw_write_all(int fd, const void *data, size_t len);
 
+/* The parent of `pid` as /proc/PID/stat gives it (0: a parent outside our pid namespace, as an
+ * exec's is), or -1 when there is no such process or no /proc. */
+long rw_parent_of(long pid);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t rw_now_ms(void);
 

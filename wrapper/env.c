@@ -13,8 +13,11 @@
 #include "env.h"
 
 #include "common.h"
+#include "handoff.h"
+#include "sync.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -211,4 +214,24 @@ void env_release(struct environment *env)
 	free(env->vars);
 	free(env->text);
 	*env = (struct environment){0};
+}
+
+void env_for_program(void)
+{
+	if (unsetenv(RW_SYNC_FILE_ENV) < 0)
+		rw_log("unsetenv(%s): %s", RW_SYNC_FILE_ENV, strerror(errno));
+	const char *path = getenv("PATH");
+	size_t first = path != NULL ? strcspn(path, ":") : 0;
+	if (path == NULL || path[first] == '\0' || !holds_our_tools(path, first))
+		return;
+	size_t len = strlen(path);
+	char *moved = malloc(len + 1);
+	if (moved == NULL) {
+		rw_log("out of memory; the program keeps PATH=%s", path);
+		return;
+	}
+	snprintf(moved, len + 1, "%s:%.*s", path + first + 1, (int)first, path);
+	if (setenv("PATH", moved, 1) < 0)
+		rw_log("setenv(PATH): %s", strerror(errno));
+	free(moved);
 }

@@ -21,4 +21,12 @@ void env_load(const char *path, struct environment *env);
 
 void env_release(struct environment *env);
 
+/* Make the wrapper's own environment, which COMMAND inherits, the one COMMAND should have.
+ * restart-on-sync puts the tools (`bin`, next to the wrapper) first on the container's PATH, so
+ * that what is exec'd into the container runs our tar and rm, which report a sync; COMMAND must
+ * not: its tar and rm are the image's, and its own never restart it. So $RESTART_WRAPPER_SYNC_FILE
+ * goes, and PATH's first entry moves to the end when it holds our tools (its tar is this
+ * executable): where it is without restart-on-sync. */
+void env_for_program(void);
+
 #endif

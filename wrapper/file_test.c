@@ -1,11 +1,13 @@
 /*
  * `test -d|-e|-f FILE`: the unary file tests, following symbolic links as coreutils does. The
  * rest of test's language (strings, numbers, -a/-o, `[`) has no caller here and no room in the
- * size budget: it is refused with one line and status 2, never answered wrongly.
+ * size budget: it goes to the image's own test when there is one (see handoff.h), and is
+ * otherwise refused with one line and status 2, never answered wrongly.
  */
 #include "file_test.h"
 
 #include "common.h"
+#include "handoff.h"
 
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +16,7 @@ int test_main(int argc, char **argv)
 {
 	if (argc != 2 || argv[0][0] != '-' || argv[0][1] == '\0' || argv[0][2] != '\0' ||
 	    strchr("def", argv[0][1]) == NULL) {
+		hand_off("test", argc, argv); /* the image's own test, if it has one */
 		rw_log_as("test", "expected -d, -e or -f FILE");
 		return 2;
 	}

@@ -5,11 +5,13 @@
 #include "install.h"
 
 #include "common.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
@@ -151,6 +153,17 @@ int install(const char *dir)
 
 int trigger(const char *restart_file, enum trigger_source source)
 {
+	/* A Tiltfile that kept its trigger run step after the sync became the trigger: the tar just
+	 * before us asked for the restart already, and nothing has run since to make a second one
+	 * worth its cost (sync.h says how that is known). An explicit --restart-file is obeyed. */
+	const char *sync_file = getenv(RW_SYNC_FILE_ENV);
+	int64_t ago;
+	if (source != TRIGGER_OPTION && sync_file != NULL && sync_file[0] != '\0' &&
+	    sync_covers_trigger(sync_file, &ago)) {
+		rw_log("trigger: the sync %lldms ago restarts the program already (restart-on-sync); nothing to do",
+		       (long long)ago);
+		return 0;
+	}
 	/* Any completed write is a trigger; the time makes the file useful to a human too. */
 	int fd = open(restart_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0) {

@@ -10,10 +10,12 @@
  */
 #include "cli.h"
 #include "common.h"
+#include "env.h"
 #include "file_test.h"
 #include "install.h"
 #include "rm.h"
 #include "supervise.h"
+#include "sync.h"
 #include "tar.h"
 
 #include <errno.h>
@@ -35,6 +37,8 @@ static const char usage[] =
 	"                        (default " RW_DEFAULT_RESTART_FILE ")\n"
 	"  --watch=PATH          repeatable; a change anywhere under PATH restarts COMMAND after --debounce\n"
 	"  --debounce=DUR        quiet period for --watch changes (default 100ms)\n"
+	"  --sync-file=PATH      restart COMMAND when a sync finishes: tar -x and rm, run as the tools,\n"
+	"                        report to $" RW_SYNC_FILE_ENV " (see restart-wrapper's docs)\n"
 	"  --env-file=PATH       KEY=VALUE lines added to COMMAND's environment, read before every start\n"
 	"  --stop-signal=SIG     signal that stops COMMAND (default TERM): a name like TERM, SIGQUIT or\n"
 	"                        winch, or a number 1-64; the wrapper also shuts down when it receives it\n"
@@ -130,9 +134,12 @@ int main(int argc, char **argv)
 	if (strcmp(command, "run") == 0) {
 		struct run_options options;
 		char error[256];
-		status = parse_run_options(argc - 2, argv + 2, &options, error, sizeof error) < 0
-				     ? usage_error(error)
-				     : supervise(&options);
+		if (parse_run_options(argc - 2, argv + 2, &options, error, sizeof error) < 0) {
+			status = usage_error(error);
+		} else {
+			env_for_program();
+			status = supervise(&options);
+		}
 		free(options.watch);
 		return status;
 	}

@@ -8,6 +8,8 @@
 #include "rm.h"
 
 #include "common.h"
+#include "handoff.h"
+#include "sync.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -353,6 +355,8 @@ int rm_main(int argc, char **argv)
 		} else if (arg[1] == '-') {
 			while (*p != '\0' && strcmp(p + 1, arg + 2) != 0)
 				p += strlen(p) + 1;
+			if (*p == '\0')
+				hand_off("rm", argc, argv); /* not ours: the image's rm, if it has one */
 			if (*p == '\0') {
 				say("unrecognized option '%s'", arg);
 				status = usage_error();
@@ -362,6 +366,8 @@ int rm_main(int argc, char **argv)
 				status = option(&r, *p);
 			}
 		} else {
+			if (arg[strspn(arg + 1, "rRfdv") + 1] != '\0')
+				hand_off("rm", argc, argv);
 			for (p = arg + 1; *p != '\0' && status < 0; p++)
 				status = option(&r, *p);
 		}
@@ -374,6 +380,8 @@ int rm_main(int argc, char **argv)
 		say("missing operand");
 		return usage_error();
 	}
+	/* A sync under way: what it ends with decides the restart (see sync.h). */
+	(void)sync_report("rm", SYNC_START); /* a failure says so; the end will fail to report too */
 	options_done = false;
 	for (int i = 0; i < argc; i++) {
 		const char *arg = argv[i];
@@ -381,6 +389,10 @@ int rm_main(int argc, char **argv)
 			remove_operand(&r, arg);
 		else if (strcmp(arg, "--") == 0)
 			options_done = true;
+	}
+	if (sync_report("rm", r.failures > 0 ? SYNC_FAILED : SYNC_DONE) < 0 && r.failures == 0) {
+		say("the files are removed, but the program was not restarted");
+		return 1;
 	}
 	return r.failures > 0;
 }

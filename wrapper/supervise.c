@@ -7,7 +7,8 @@
  *   2. spawn COMMAND in its own process group, with the signal mask we inherited and
  *      the --env-file variables read afresh;
  *   3. loop: reap every child on SIGCHLD; forward every other signal to the group;
- *      TERM/INT/QUIT/HUP and the --stop-signal mean shut down; file changes mean restart;
+ *      TERM/INT/QUIT/HUP and the --stop-signal mean shut down; file changes, and the sync
+ *      tools' reports of a finished sync (--sync-file), mean restart;
  *   4. stop = stop signal to the group, SIGKILL at the deadline, then kill whatever
  *      descendants remain (a `setsid` grandchild holding a port included);
  *   5. when COMMAND has exited, one line says how, and what happens next: start it again
@@ -20,6 +21,7 @@
 
 #include "common.h"
 #include "env.h"
+#include "sync.h"
 #include "watch.h"
 
 #include <dirent.h>
@@ -79,6 +81,10 @@ struct supervisor {
 	int64_t pending_first;
 	int64_t pending_last;
 	char pending_what[PATH_MAX + 64];
+
+	/* --sync-file: the last report acted on, and when an `rm`'s restart is due (-1: none) */
+	char sync_line[RW_SYNC_LINE_MAX];
+	int64_t sync_due;
 };
 
 /* --- 1. signals ------------------------------------------------------------------------ */
@@ -199,22 +205,6 @@ static void signal_group(struct supervisor *s, int sig)
 		rw_log("kill(-%d, %d): %s", (int)s->child, sig, strerror(errno));
 }
 
-/* The parent pid in what follows comm's ')' in /proc/PID/stat (" S 1234 ..."), or -1. By hand
- * rather than with sscanf, which links musl's scanf and through it its long double parser: 16 KB
- * on arm64, where long double arithmetic is done in software, and over the size budget. */
-static pid_t stat_ppid(const char *after_comm)
-{
-	const char *p = after_comm;
-	if (p[0] != ' ' || p[1] == '\0' || p[2] != ' ')
-		return -1;
-	p += 3;
-	const char *digits = p;
-	long long ppid = 0;
-	while (*p >= '0' && *p <= '9' && ppid <= INT_MAX)
-		ppid = ppid * 10 + (*p++ - '0');
-	return p > digits && *p == ' ' && ppid <= INT_MAX ? (pid_t)ppid : -1;
-}
-
 /* SIGKILL every child of ours and its process group; returns how many were found.
  * Needs /proc; without it (a bare chroot) only the process group is stopped. */
 static int kill_children(void)
@@ -232,21 +222,8 @@ static int kill_children(void)
 				rw_log("readdir(/proc): %s", strerror(errno));
 			break;
 		}
-		char path[64], stat[512];
 		pid_t pid = (pid_t)atoi(de->d_name);
-		if (pid <= 0 || pid == self)
-			continue;
-		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-		FILE *f = fopen(path, "re");
-		if (f == NULL)
-			continue;
-		size_t n = fread(stat, 1, sizeof stat - 1, f);
-		if (fclose(f) != 0) /* read-only: nothing lost, but the line is worth having */
-			rw_log("fclose(%s): %s", path, strerror(errno));
-		stat[n] = '\0';
-		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
-		char *close = strrchr(stat, ')');
-		if (close == NULL || stat_ppid(close + 1) != self)
+		if (pid <= 0 || pid == self || rw_parent_of(pid) != self)
 			continue;
 		found++;
 		if (kill(-pid, SIGKILL) < 0 && kill(pid, SIGKILL) < 0 && errno != ESRCH)
@@ -360,14 +337,45 @@ static int handle_signals(struct supervisor *s, int64_t now)
 	return 0;
 }
 
+/* A restart for a finished sync: it covers the changes the sync made under --watch trees. */
+static void restart_for_sync(struct supervisor *s, const char *tool, int64_t now)
+{
+	char cause[64];
+	snprintf(cause, sizeof cause, "a sync finished (%s)", tool);
+	s->pending = false;
+	s->sync_due = -1;
+	request_restart(s, cause, now);
+}
+
+/* A new line in the sync file: act on the latest report (see sync.h). True when it restarts. */
+static bool take_sync_report(struct supervisor *s, int64_t now)
+{
+	struct sync_report report;
+	char line[RW_SYNC_LINE_MAX];
+	if (sync_read(s->opt->sync_file, &report, line) < 0 || strcmp(line, s->sync_line) == 0)
+		return false;
+	memcpy(s->sync_line, line, sizeof line);
+	s->sync_due = -1; /* a tool started or failed: the rm's restart waits for it, or is off */
+	if (report.event == SYNC_DONE && report.rm)
+		s->sync_due = now + RW_SYNC_RM_GRACE_MS;
+	if (report.event != SYNC_DONE || report.rm)
+		return false;
+	restart_for_sync(s, "tar -x", now);
+	return true;
+}
+
 static void take_changes(struct supervisor *s, int64_t now)
 {
 	struct change c = {0};
 	watcher_collect(s->watcher, now, &c);
+	/* One restart for both: with nothing running, a second would start COMMAND twice. */
+	if (c.sync && take_sync_report(s, now))
+		return;
 	if (c.restart_file) {
 		char cause[sizeof c.what + 16];
 		snprintf(cause, sizeof cause, "%s changed", c.what);
 		s->pending = false; /* the restart covers pending tree changes too */
+		s->sync_due = -1;   /* and an rm's */
 		request_restart(s, cause, now);
 	} else if (c.tree) {
 		if (!s->pending) {
@@ -398,6 +406,8 @@ static int poll_timeout(const struct supervisor *s, int64_t now)
 		due = debounce_due(s);
 	if (s->rerun_at >= 0 && (due < 0 || s->rerun_at < due))
 		due = s->rerun_at;
+	if (s->sync_due >= 0 && (due < 0 || s->sync_due < due))
+		due = s->sync_due;
 	int64_t next_poll = watcher_next_poll(s->watcher);
 	if (next_poll >= 0 && (due < 0 || next_poll < due))
 		due = next_poll;
@@ -413,10 +423,11 @@ static int run_loop(struct supervisor *s);
 int supervise(const struct run_options *opt)
 {
 	struct supervisor s = {.opt = opt, .signal_fd = -1, .rerun_at = -1, .backoff_ms = RERUN_FIRST_MS,
-			       .forwarded_at = -1};
+			       .forwarded_at = -1, .sync_due = -1};
 	if (configure_signals(&s) < 0)
 		return 1;
-	s.watcher = watcher_open(opt->restart_files, opt->nrestart_files, opt->watch, opt->nwatch, opt->poll_ms);
+	s.watcher = watcher_open(opt->restart_files, opt->nrestart_files, opt->sync_file, opt->watch, opt->nwatch,
+				 opt->poll_ms);
 	if (s.watcher == NULL) {
 		rw_log("out of memory");
 		return 1;
@@ -518,6 +529,8 @@ static int run_loop(struct supervisor *s)
 			s->pending = false;
 			request_restart(s, cause, now);
 		}
+		if (s->sync_due >= 0 && now >= s->sync_due)
+			restart_for_sync(s, "rm", now);
 		if (s->stopping && !s->killed && now >= s->deadline) {
 			rw_log("%s did not stop within %lldms; sending SIGKILL", opt->command[0],
 			       (long long)opt->stop_timeout_ms);

@@ -17,6 +17,8 @@
 #include "tar.h"
 
 #include "common.h"
+#include "handoff.h"
+#include "sync.h"
 #include "tar_archive.h"
 #include "tar_beneath.h"
 
@@ -67,7 +69,9 @@ struct delayed {
 };
 
 struct tar {
-	/* the command line */
+	/* the command line, as given (for the image's tar) and as understood */
+	int argc;
+	char **argv;
 	bool extract, verbose, touch, same_owner, same_permissions;
 	const char *archive, *directory;
 	int owner_option, permissions_option; /* -1: not given, then GNU's default (root or not) */
@@ -119,6 +123,12 @@ static const char *lookup(const char *table, size_t skip, const char *name, size
 	return NULL;
 }
 
+/* A command line that is not ours to run: the image's own tar takes it, if there is one. */
+static void not_ours(const struct tar *t)
+{
+	hand_off("tar", t->argc, t->argv);
+}
+
 /* One option, by its letter: -1 to go on, else the exit status. */
 static int apply_option(struct tar *t, int option, const char *value)
 {
@@ -155,6 +165,8 @@ static int long_option(struct tar *t, int argc, char **argv, int *i)
 	const char *equals = strchrnul(name, '=');
 	int len = (int)(equals - name);
 	const char *entry = lookup(LONG_OPTIONS, 1, name, (size_t)len);
+	if (entry == NULL)
+		not_ours(t);
 	if (entry == NULL && lookup(UNSUPPORTED_LONG, 0, name, (size_t)len) != NULL) {
 		say("--%.*s%s", len, name, NOT_SUPPORTED);
 		return 2;
@@ -188,6 +200,8 @@ static int short_options(struct tar *t, int argc, char **argv, int *i)
 			say("option requires an argument -- '%c'", *p);
 			return usage_error(USAGE);
 		}
+		if (strchr("xmopv", *p) == NULL)
+			not_ours(t);
 		if (strchr(UNSUPPORTED_SHORT, *p) != NULL) {
 			say("-%c%s", *p, NOT_SUPPORTED);
 			return 2;
@@ -219,6 +233,8 @@ static int parse_options(struct tar *t, int argc, char **argv)
 		if (status >= 0)
 			return status;
 	}
+	if (!t->extract || operand != NULL)
+		not_ours(t);
 	if (!t->extract) {
 		say("You must specify one of the '-Acdtrux', '--delete' or '--test-label' options");
 		return usage_error(2);
@@ -664,17 +680,21 @@ int tar_main(int argc, char **argv)
 {
 	struct tar *t = calloc(1, sizeof *t);
 	char **words;
-	argc = old_style(argc, argv, &words);
-	if (t == NULL || argc < 0) {
+	int nwords = old_style(argc, argv, &words);
+	if (t == NULL || nwords < 0) {
 		say("%s", strerror(ENOMEM));
 		free(t);
 		return 2;
 	}
 	t->target.root = -1;
 	t->owner_option = t->permissions_option = -1;
-	int status = parse_options(t, argc, words != NULL ? words : argv);
+	t->argc = argc;
+	t->argv = argv;
+	int status = parse_options(t, nwords, words != NULL ? words : argv);
 	if (status >= 0)
 		goto out;
+	/* From here on the sync is under way, and ends reported as done or failed. */
+	(void)sync_report("tar", SYNC_START); /* a failure says so; the end will fail to report too */
 	bool root = geteuid() == 0;
 	t->same_owner = t->owner_option >= 0 ? t->owner_option : root;
 	t->same_permissions = t->permissions_option >= 0 ? t->permissions_option : root;
@@ -689,7 +709,7 @@ int tar_main(int argc, char **argv)
 		say("%s: Cannot open: %s", t->archive, strerror(errno));
 		say("Error is not recoverable: exiting now");
 		status = 2;
-		goto out;
+		goto reported;
 	}
 	t->stream.name = t->archive;
 	int result = extract(t);
@@ -703,6 +723,11 @@ int tar_main(int argc, char **argv)
 		archive_drain(&t->stream);
 	else
 		(void)close(t->stream.in); /* read only: nothing to lose */
+reported:
+	if (sync_report("tar", status == 0 ? SYNC_DONE : SYNC_FAILED) < 0 && status == 0) {
+		say("the files are extracted, but the program was not restarted");
+		status = 2;
+	}
 out:
 	if (t->target.root >= 0)
 		(void)close(t->target.root);

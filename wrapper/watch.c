@@ -24,9 +24,16 @@
 	 IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define FALLBACK_POLL_MS 1000
 
+/* What a target is, which decides what its changes mean. */
+enum role {
+	RESTART_FILE, /* a change restarts at once */
+	SYNC_FILE,    /* a new report from the sync tools: the supervisor reads it */
+	TREE,         /* a --watch tree: a change restarts after the quiet period */
+};
+
 struct target {
 	const char *path;
-	bool immediate;     /* a restart file; otherwise a --watch tree */
+	enum role role;
 	uint64_t signature; /* polling only: the last seen state */
 };
 
@@ -217,14 +224,19 @@ static void arm(struct watcher *w, size_t t)
 	} while (!is_dir(dir) && strcmp(dir, "/") != 0);
 	if (!add_entry(w, t, true, dir))
 		return;
-	if (!target->immediate && is_dir(target->path))
+	if (target->role == TREE && is_dir(target->path))
 		add_tree(w, t, target->path);
 }
 
 /* --- events -------------------------------------------------------------------------- */
 
-static void report(struct change *c, bool immediate, const char *path)
+static void report(struct change *c, enum role role, const char *path)
 {
+	bool immediate = role == RESTART_FILE;
+	if (role == SYNC_FILE) {
+		c->sync = true;
+		return;
+	}
 	/* The log names the cause that decides what happens: the first immediate one if any
 	 * (it restarts at once), else the first --watch change. */
 	if ((immediate && !c->restart_file) || c->what[0] == '\0')
@@ -239,7 +251,7 @@ static void report(struct change *c, bool immediate, const char *path)
  * moved in or was created (watch its tree) or moved out (stop watching it). */
 static void tree_change(struct watcher *w, size_t t, uint32_t mask, const char *path, struct change *c)
 {
-	report(c, false, path);
+	report(c, TREE, path);
 	if (!(mask & IN_ISDIR))
 		return;
 	if (mask & (IN_CREATE | IN_MOVED_TO))
@@ -252,13 +264,19 @@ static void tree_change(struct watcher *w, size_t t, uint32_t mask, const char *
 static void target_event(struct watcher *w, size_t t, uint32_t mask, const char *path, struct change *c)
 {
 	const struct target *target = &w->targets[t];
-	if (target->immediate) {
+	if (target->role == SYNC_FILE) {
+		/* A report is renamed into place: one event per report. */
+		if (mask & (IN_MOVED_TO | IN_CLOSE_WRITE))
+			report(c, SYNC_FILE, path);
+		return;
+	}
+	if (target->role == RESTART_FILE) {
 		/* A file created by open() is followed by IN_CLOSE_WRITE; only a link or a
 		 * directory appearing by itself counts at IN_CREATE, so one write is one restart. */
 		struct stat st;
 		bool created_other = (mask & IN_CREATE) && lstat(path, &st) == 0 && !S_ISREG(st.st_mode);
 		if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB)) || created_other)
-			report(c, true, path);
+			report(c, RESTART_FILE, path);
 		return;
 	}
 	tree_change(w, t, mask, path, c);
@@ -268,7 +286,7 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev, stru
 {
 	if (ev->mask & IN_Q_OVERFLOW) {
 		/* Events were lost: count it as a change, and re-arm in case directories appeared. */
-		report(c, true, "(inotify queue overflowed)");
+		report(c, RESTART_FILE, "(inotify queue overflowed)");
 		for (size_t t = 0; t < w->ntargets; t++)
 			arm(w, t);
 		return;
@@ -298,7 +316,7 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev, stru
 		return;
 	struct entry *matches = calloc(n, sizeof *matches);
 	if (matches == NULL) {
-		report(c, true, "(out of memory while reading events)");
+		report(c, RESTART_FILE, "(out of memory while reading events)");
 		return;
 	}
 	size_t copied = 0;
@@ -308,7 +326,7 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev, stru
 		matches[copied] = w->entries[i];
 		matches[copied].dir = strdup(w->entries[i].dir);
 		if (matches[copied].dir == NULL) {
-			report(c, true, "(out of memory while reading events)");
+			report(c, RESTART_FILE, "(out of memory while reading events)");
 			break;
 		}
 		copied++;
@@ -331,11 +349,11 @@ static void handle_event(struct watcher *w, const struct inotify_event *ev, stru
 				arm(w, t);
 				struct stat st;
 				if (lstat(goal, &st) == 0)
-					report(c, w->targets[t].immediate, goal);
+					report(c, w->targets[t].role, goal);
 			}
 		} else if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
 			if (strcmp(dir, goal) == 0)
-				report(c, false, goal);
+				report(c, TREE, goal);
 		} else if (named) {
 			tree_change(w, t, ev->mask, child, c);
 		}
@@ -392,7 +410,7 @@ static uint64_t signature(const struct target *t)
 	if (stat(t->path, &st) < 0)
 		return 0;
 	uint64_t h = stat_hash(t->path, &st);
-	if (!t->immediate && S_ISDIR(st.st_mode))
+	if (t->role == TREE && S_ISDIR(st.st_mode))
 		h += tree_hash(t->path);
 	return h;
 }
@@ -403,34 +421,36 @@ static void poll_targets(struct watcher *w, struct change *c)
 		struct target *target = &w->targets[t];
 		uint64_t now = signature(target);
 		/* A restart file that disappears is not a trigger; its return is. */
-		if (now != target->signature && !(target->immediate && now == 0))
-			report(c, target->immediate, target->path);
+		if (now != target->signature && !(target->role != TREE && now == 0))
+			report(c, target->role, target->path);
 		target->signature = now;
 	}
 }
 
 /* --- the interface ------------------------------------------------------------------- */
 
-struct watcher *watcher_open(const char *const *restart_files, size_t nrestart_files, char *const *trees,
-			     size_t ntrees, int64_t poll_ms)
+struct watcher *watcher_open(const char *const *restart_files, size_t nrestart_files, const char *sync_file,
+			     char *const *trees, size_t ntrees, int64_t poll_ms)
 {
 	struct watcher *w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return NULL;
-	w->targets = calloc(nrestart_files + ntrees, sizeof *w->targets);
+	w->targets = calloc(nrestart_files + 1 + ntrees, sizeof *w->targets);
 	if (w->targets == NULL) {
 		free(w);
 		return NULL;
 	}
 	/* Restart files first: report() names the first immediate cause, in the order given. */
 	for (size_t i = 0; i < nrestart_files; i++)
-		w->targets[w->ntargets++] = (struct target){.path = restart_files[i], .immediate = true};
+		w->targets[w->ntargets++] = (struct target){.path = restart_files[i], .role = RESTART_FILE};
+	if (sync_file != NULL)
+		w->targets[w->ntargets++] = (struct target){.path = sync_file, .role = SYNC_FILE};
 	for (size_t i = 0; i < ntrees; i++) {
 		/* "/a/b/" and "/a/b" are the same tree; paths are compared as strings below. */
 		size_t len = strlen(trees[i]);
 		while (len > 1 && trees[i][len - 1] == '/')
 			trees[i][--len] = '\0';
-		w->targets[w->ntargets++] = (struct target){.path = trees[i], .immediate = false};
+		w->targets[w->ntargets++] = (struct target){.path = trees[i], .role = TREE};
 	}
 
 	w->fd = -1;

@@ -1,8 +1,8 @@
 /*
- * Watching the restart files and the --watch trees.
+ * Watching the restart files, the sync file and the --watch trees.
  *
- * A restart file is watched through its parent directory (or the nearest ancestor
- * that exists), never through its inode: editors, tar and `kubectl cp` replace files,
+ * A restart file (the sync file too) is watched through its parent directory (or the nearest
+ * ancestor that exists), never through its inode: editors, tar and `kubectl cp` replace files,
  * and a watch on the old inode would go quiet. --watch trees are watched recursively,
  * and directories created later are added as they appear. When inotify cannot be had,
  * the same targets are polled by comparing (device, inode, size, mtime, ctime).
@@ -20,13 +20,15 @@ struct watcher;
 /* What changed since the last look. */
 struct change {
 	bool restart_file;         /* a restart file changed: act at once */
+	bool sync;                 /* the sync file has a new report: read it */
 	bool tree;                 /* something under a --watch path: act after the quiet period */
 	char what[PATH_MAX + 64];  /* the first path seen, for the log line */
 };
 
-/* poll_ms > 0 forces polling at that interval. Returns NULL only when out of memory. */
-struct watcher *watcher_open(const char *const *restart_files, size_t nrestart_files, char *const *trees,
-			     size_t ntrees, int64_t poll_ms);
+/* sync_file may be NULL. poll_ms > 0 forces polling at that interval. Returns NULL only when
+ * out of memory. */
+struct watcher *watcher_open(const char *const *restart_files, size_t nrestart_files, const char *sync_file,
+			     char *const *trees, size_t ntrees, int64_t poll_ms);
 
 /* The inotify descriptor to wait on, or -1 when polling. */
 int watcher_fd(const struct watcher *w);

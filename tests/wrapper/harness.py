@@ -74,6 +74,10 @@ CHILD = [sys.executable, str(Path(__file__).with_name("child.py"))]
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 ENV = {**os.environ, **SANITIZER_ENV}
 ENV.pop("RESTART_WRAPPER_RESTART_FILE", None)  # `trigger` reads it; tests set it when they mean to
+ENV.pop("RESTART_WRAPPER_SYNC_FILE", None)  # tar and rm report to it; tests set it when they mean to
+# For the tools (tar, rm, test) as in an image that has none of its own: nothing on PATH to hand
+# what they do not implement to (test_sync.py puts a tool there to check the hand-off).
+NO_OTHER_TOOLS = {**ENV, "PATH": "/nonexistent"}
 # What a sanitizer build writes when it finds something ("Sanitizer" alone covers every kind).
 SANITIZER_REPORT = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Sanitizer")
 NOBODY = 65534  # the unprivileged uid (and gid) tests run the wrapper as

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from .harness import BUILDS, ENV, tool_argv
+from .harness import BUILDS, ENV, NO_OTHER_TOOLS, tool_argv
 
 COREUTILS_TEST = "/usr/bin/test" if os.path.exists("/usr/bin/test") else shutil.which("test")
 
@@ -55,5 +55,5 @@ def test_kubectls_question_gets_both_answers(ours, files):
 @pytest.mark.parametrize("argv", [[], ["-d"], ["-n", "x"], ["x", "=", "x"], ["-d", "a", "b"], ["-z", "/"]])
 def test_the_rest_of_tests_language_is_refused_never_answered(ours, argv):
     """Status 2 and one line, rather than an answer that could be wrong."""
-    result = subprocess.run([ours, *argv], capture_output=True, text=True, env=ENV, timeout=10)
+    result = subprocess.run([ours, *argv], capture_output=True, text=True, env=NO_OTHER_TOOLS, timeout=10)
     assert result.returncode == 2 and result.stderr == "test: expected -d, -e or -f FILE\n", result

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from . import archives as A
-from .harness import BUILDS, ENV, IS_ROOT, NOBODY, SANITIZER_REPORT, tool_argv, tool_variants
+from .harness import BUILDS, ENV, IS_ROOT, NO_OTHER_TOOLS, NOBODY, SANITIZER_REPORT, tool_argv, tool_variants
 
 GNU_RM = "/usr/bin/rm" if Path("/usr/bin/rm").exists() else shutil.which("rm")
 UNDER_TEST = os.environ.get("RM_UNDER_TEST")
-RM_ENV = {**ENV, "LC_ALL": "C", "LANG": "C"}
+RM_ENV = {**NO_OTHER_TOOLS, "LC_ALL": "C", "LANG": "C"}
 RM_ENV.pop("POSIXLY_CORRECT", None)
 
 

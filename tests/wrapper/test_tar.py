@@ -29,12 +29,12 @@ import pytest
 from . import archives as A
 from .archives import Dir, Fifo, File, Hardlink, Symlink
 from tests.support.processes import read_rest
-from .harness import BUILDS, ENV, IS_ROOT, NOBODY, RELEASES, SANITIZER_REPORT, tool_argv, tool_variants
+from .harness import BUILDS, ENV, IS_ROOT, NO_OTHER_TOOLS, NOBODY, RELEASES, SANITIZER_REPORT, tool_argv, tool_variants
 
 GNU_TAR = A.GNU_TAR
 UNDER_TEST = os.environ.get("TAR_UNDER_TEST")
 # Tar reads its defaults from these; the messages compared are the C locale's.
-TAR_ENV = {k: v for k, v in ENV.items() if k not in ("TAR_OPTIONS", "TAPE", "POSIXLY_CORRECT", "LANGUAGE")}
+TAR_ENV = {k: v for k, v in NO_OTHER_TOOLS.items() if k not in ("TAR_OPTIONS", "TAPE", "POSIXLY_CORRECT", "LANGUAGE")}
 TAR_ENV.update(LC_ALL="C", LANG="C")
 FALLBACK = {"RESTART_WRAPPER_NO_OPENAT2": "1"}
 # Why the openat2 resolver's cases are not run under qemu-user, and what checks them instead.
