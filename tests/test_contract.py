@@ -77,3 +77,22 @@ def test_stop_signals_as_runtimes_spell_them(given, normal):
     assert signal_from_runtime(given) == normal
     if normal is not None:
         assert parse_signal(normal) == normal
+
+
+def test_restart_on_sync_is_a_boolean_pod_wide_or_per_container():
+    contract, problems = read_contract({"restart-process.dev/enabled": "true",
+                                        "restart-process.dev/restart-on-sync": "false",
+                                        "restart-process.dev/restart-on-sync.web": "true"})
+    assert not problems
+    assert contract.settings_for("app").restart_on_sync is False
+    assert contract.settings_for("web").restart_on_sync is True
+    unset, _ = read_contract({"restart-process.dev/enabled": "true"})
+    assert unset.settings_for("app").restart_on_sync is None  # not given: the default applies
+
+
+@pytest.mark.parametrize("bad", ["yes", "True", "1", "", "on"])
+def test_restart_on_sync_takes_only_true_or_false(bad):
+    _, problems = read_contract({"restart-process.dev/enabled": "true",
+                                 "restart-process.dev/restart-on-sync.app": bad})
+    assert len(problems) == 1
+    assert problems[0].startswith('restart-process.dev/restart-on-sync.app: expected "true" or "false"'), problems

@@ -26,7 +26,7 @@ from tests.support.paths import ROOT
 from webhook import cli, contract, names
 from webhook.config import DEFAULT_WRAPPER_IMAGE, InjectorConfig
 from webhook.contract import ContainerSettings
-from webhook.mutate import wrapper_command
+from webhook.mutate import mutate_pod, wrapper_command
 from webhook.synctools import tools_on_path
 
 DOCS = ROOT / "docs"
@@ -330,6 +330,15 @@ def test_the_documented_annotation_defaults_are_what_the_code_applies():
     container = {"name": "app", "env": [{"name": "PATH", "value": "/bin"}]}
     stated = ContainerSettings(sync_tools=contract.parse_boolean(defaults[contract.SYNC_TOOLS]))
     assert tools_on_path(container, ContainerSettings(), None) == tools_on_path(container, stated, None) is not None
+    # restart-on-sync: a pod that does not say is wrapped as one that states the default.
+    def wrapped(annotations: dict) -> dict:
+        pod = {"metadata": {"annotations": {f"{contract.DEFAULT_PREFIX}/enabled": "true", **annotations}},
+               "spec": {"containers": [{**container, "image": "app:dev", "command": ["/app"]}]}}
+        return mutate_pod(pod, config).pod["spec"]
+    unset = wrapped({})
+    stated_on_sync = {f"{contract.DEFAULT_PREFIX}/{contract.RESTART_ON_SYNC}": defaults[contract.RESTART_ON_SYNC]}
+    assert unset == wrapped(stated_on_sync)
+    assert f"--sync-file={names.sync_file('app')}" in unset["containers"][0]["command"]
 
 
 def test_the_flag_tables_are_the_command_line(parser):

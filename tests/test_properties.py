@@ -21,7 +21,7 @@ json_values = st.recursive(
 )
 keys = ["enabled", "containers", "images", "entrypoint", "restart-file", "watch", "exit-policy",
         "stop-signal", "stop-timeout", "debounce", "injected", "entrypoint.app", "watch.b", "bogus", "delivery",
-        "delivery.app"]
+        "delivery.app", "restart-on-sync", "sync-tools.b"]
 annotation_values = st.sampled_from(["true", "false", "app", "a,b", "/x", "5s", "TERM", '["/a"]', "", "continue",
                                      "image-volume", "init-container", "auto"]) | json_values
 annotations = st.dictionaries(st.sampled_from(keys).map(lambda k: f"restart-process.dev/{k}"), annotation_values, max_size=5)
@@ -59,6 +59,7 @@ VALID_SETTINGS = {
     "env-file": st.sampled_from(["/app/.env"]),
     "liveness-probe": st.sampled_from(["keep", "remove", "relax"]),
     "sync-tools": st.sampled_from(["true", "false"]),
+    "restart-on-sync": st.sampled_from(["true", "false"]),
     "entrypoint": st.sampled_from(['["/go/bin/app", "--flag"]', "/app/server --port=8080", "/bin/$(SHELL)"]),
 }
 

@@ -24,7 +24,7 @@ from tests.support.golden import expected_output, inputs
 from tests.support.paths import BUILD
 from tests.support.waiting import wait_until
 from webhook.manifests import find_pods
-from webhook.names import WRAPPER_PATH
+from webhook.names import WRAPPER_PATH, sync_file, trigger_file
 from webhook.contract import (
     SIGNALS,
     InvalidValue,
@@ -182,6 +182,14 @@ def test_generated_values_get_the_same_answer_from_both(option):
     # Both answers, several times: agreement on refusals alone would prove little (arbitrary text
     # alone gave no accepted duration or exit policy in 750 draws).
     assert answers.count(True) >= 5 and answers.count(False) >= 5, (answers.count(True), answers.count(False))
+
+
+@pytest.mark.parametrize("name", ["a", "a" * 63, "my-app-2"])
+def test_the_sync_file_the_webhook_passes_starts_the_real_wrapper(name):
+    """restart-on-sync's --sync-file takes no value from an annotation: it is the container's file in
+    the trigger volume, named after the container (a DNS label, 1 to 63 characters)."""
+    assert wrapper_starts(["--exit-policy=restart", f"--restart-file={trigger_file(name)}",
+                           f"--sync-file={sync_file(name)}"])
 
 
 def test_every_wrapper_command_the_goldens_inject_starts_the_real_wrapper():

@@ -37,8 +37,9 @@ DEBOUNCE = "debounce"
 ENV_FILE = "env-file"
 LIVENESS_PROBE = "liveness-probe"
 SYNC_TOOLS = "sync-tools"
+RESTART_ON_SYNC = "restart-on-sync"
 SETTING_KEYS = (ENTRYPOINT, RESTART_FILE, WATCH, EXIT_POLICY, STOP_SIGNAL, STOP_TIMEOUT, DEBOUNCE, ENV_FILE,
-                LIVENESS_PROBE, SYNC_TOOLS)
+                LIVENESS_PROBE, SYNC_TOOLS, RESTART_ON_SYNC)
 # How the wrapper reaches the pod (`delivery`): pod-wide only, one choice for all its containers.
 # A pod may choose because the webhook cannot see everything that refuses an image volume: the
 # cluster-wide default Pod Security level (AdmissionConfiguration), policy engines (Kyverno,
@@ -65,6 +66,9 @@ SETTING_DEFAULTS: dict[str, str | None] = {
     ENV_FILE: None,
     LIVENESS_PROBE: "keep",
     SYNC_TOOLS: "true",
+    # On: opting a pod in already says "this is a dev pod", and with a plain sync (Tilt's sync
+    # without a run step, kubectl cp) the program then restarts with nothing else to set up.
+    RESTART_ON_SYNC: "true",
     DELIVERY: Delivery.AUTO.value,
 }
 
@@ -110,6 +114,7 @@ class ContainerSettings:
     env_file: str | None = None
     liveness_probe: str | None = None
     sync_tools: bool | None = None  # put tar, rm and test on the container's PATH (None: yes)
+    restart_on_sync: bool | None = None  # a finished sync restarts the program (None: yes, when it can)
 
 
 @dataclass(frozen=True)
@@ -231,9 +236,9 @@ def read_contract(annotations: dict, prefix: str = DEFAULT_PREFIX) -> tuple[Cont
 
 def status_value(original: dict[str, dict], delivery: str, reason: str) -> str:
     """The `injected` annotation: what each wrapped container had before (command and args, the
-    livenessProbe when it was removed or relaxed, its env PATH when the sync tools were appended
-    to it: `{"env": {"PATH": null}}` when it had none), and how the wrapper was delivered and why,
-    compact JSON."""
+    livenessProbe when it was removed or relaxed, its env PATH when the sync tools were put on
+    it, first or last: `{"env": {"PATH": null}}` when it had none), and how the wrapper was
+    delivered and why, compact JSON."""
     return json.dumps({"containers": original, "delivery": {"mode": delivery, "reason": reason}},
                       separators=(",", ":"), sort_keys=True)
 
@@ -363,6 +368,7 @@ _PARSERS = {
     ENV_FILE: parse_path,
     LIVENESS_PROBE: parse_liveness_probe,
     SYNC_TOOLS: parse_boolean,
+    RESTART_ON_SYNC: parse_boolean,
 }
 
 

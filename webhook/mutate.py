@@ -25,6 +25,7 @@ from .contract import (
     ENTRYPOINT,
     LIVENESS_PROBE,
     RELAXED_PROBE_SECONDS,
+    RESTART_ON_SYNC,
     STOP_SIGNAL,
     SYNC_TOOLS,
     ContainerSettings,
@@ -62,6 +63,7 @@ class Wrapping(NamedTuple):
     stop_signal: str | None  # for restarts: the annotation's, the container's lifecycle.stopSignal, the image's
     liveness_probe: str  # keep, remove or relax
     path: PathChange | None  # how PATH changes so that the sync tools are found
+    sync: bool  # restart-on-sync takes effect: --sync-file, RESTART_WRAPPER_SYNC_FILE, the tools first
 
 
 def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None = None,
@@ -97,14 +99,19 @@ def apply(plan: Plan, config: InjectorConfig, image_configs: ImageConfigs | None
                 f'container "{name}" has a livenessProbe: when it fails while the program restarts or has '
                 f"crashed, the kubelet restarts the container and the synced files are lost; set "
                 f'{prefix}/{LIVENESS_PROBE} (or {LIVENESS_PROBE}.{name}) to "remove" or "relax"')
-        path = tools_on_path(container, settings, image)
+        path = tools_on_path(container, settings, image, first=settings.restart_on_sync is not False)
+        sync = _restarts_on_sync(settings, path)
         if isinstance(path, PathUnknown):
+            # By default, restart-on-sync is lost with the tools; said here, in the same sentence.
+            lost = ", and a sync will not restart the program" if settings.restart_on_sync is None else ""
             messages.append(
-                f'container "{name}": PATH unknown ({path.reason}), so tar and rm for live update are not on it; '
-                f"set PATH in its env (the webhook appends {names.TOOLS_DIR}), or set {prefix}/{SYNC_TOOLS} "
+                f'container "{name}": PATH unknown ({path.reason}), so tar and rm for live update are not on it{lost}; '
+                f"set PATH in its env (the webhook adds {names.TOOLS_DIR} to it), or set {prefix}/{SYNC_TOOLS} "
                 f'(or {SYNC_TOOLS}.{name}) to "false"')
-            path = None
-        wrappings.append(Wrapping(candidate, resolved, stop_signal, probe_policy, path))
+        if settings.restart_on_sync is True and not sync:
+            messages.append(_cannot_restart_on_sync(name, settings, prefix))
+        wrappings.append(Wrapping(candidate, resolved, stop_signal, probe_policy,
+                                  None if isinstance(path, PathUnknown) else path, sync))
     if not wrappings:
         return _unchanged(pod, messages) if messages else Mutation(pod, Outcome.SKIPPED)
 
@@ -155,12 +162,15 @@ def _delivered_by(spec: dict) -> Delivery | None:
 
 
 def wrapper_command(name: str, program: list[str], settings: ContainerSettings, stop_signal: str | None,
-                    exit_policy: str | None) -> list[str]:
+                    exit_policy: str | None, sync: bool = False) -> list[str]:
     """`restart-wrapper run` with the options that were chosen; the wrapper's defaults otherwise.
     Two restart files: the user's (or /tmp/.restart-proc, where Tilt's extension put it) and the
-    one in the trigger volume that `restart-wrapper trigger` writes in any container."""
+    one in the trigger volume that `restart-wrapper trigger` writes in any container. With `sync`
+    (restart-on-sync in effect), the file in the trigger volume the sync tools report into."""
     options = [f"--restart-file={settings.restart_file or names.DEFAULT_RESTART_FILE}",
                f"--restart-file={names.trigger_file(name)}"]
+    if sync:
+        options.append(f"--sync-file={names.sync_file(name)}")
     options += [f"--watch={path}" for path in settings.watch]
     for option, value in (("exit-policy", settings.exit_policy or exit_policy), ("stop-signal", stop_signal),
                           ("stop-timeout", settings.stop_timeout), ("debounce", settings.debounce),
@@ -168,6 +178,27 @@ def wrapper_command(name: str, program: list[str], settings: ContainerSettings, 
         if value is not None:
             options.append(f"--{option}={value}")
     return [names.WRAPPER_PATH, "run", *options, "--", *program]
+
+
+def _restarts_on_sync(settings: ContainerSettings, path: PathChange | PathUnknown | None) -> bool:
+    """Whether restart-on-sync takes effect: not turned off, and the sync tools, which are what
+    tells the wrapper that a sync finished, end up on PATH: put there (a change), or already
+    there (no change while the tools are wanted)."""
+    return (settings.restart_on_sync is not False and settings.sync_tools is not False
+            and not isinstance(path, PathUnknown))
+
+
+def _cannot_restart_on_sync(name: str, settings: ContainerSettings, prefix: str) -> str:
+    """The warning for a restart-on-sync "true" that cannot take effect, and what to do."""
+    if settings.sync_tools is False:
+        why = f'{prefix}/{SYNC_TOOLS} (or {SYNC_TOOLS}.{name}) is "false"'
+        fix = (f'set {SYNC_TOOLS} to "true", or {RESTART_ON_SYNC} to "false" and trigger restarts '
+               f"({names.WRAPPER_PATH} trigger)")
+    else:
+        why, fix = "its PATH is unknown", "set PATH in its env"
+    return (f'container "{name}": {prefix}/{RESTART_ON_SYNC} (or {RESTART_ON_SYNC}.{name}) is "true", but syncs '
+            f"cannot restart the program: the wrapper learns of a sync from its own tar and rm on PATH, "
+            f"and {why}; {fix}")
 
 
 def _stop_signal(container: dict, settings: ContainerSettings,
@@ -211,8 +242,9 @@ def _conflicts(spec: dict, wrapping: list[dict], delivery: Delivery) -> list[str
             for ours, volume in ((names.MOUNT_PATH, names.VOLUME), (names.TRIGGER_DIR, names.TRIGGER_VOLUME)):
                 if path == ours or mount.get("name") == volume:
                     problems.append(f'container "{container["name"]}" already mounts something at {ours}')
-        if any(isinstance(e, dict) and e.get("name") == names.TRIGGER_ENV for e in container.get("env") or []):
-            problems.append(f'container "{container["name"]}" already sets {names.TRIGGER_ENV}')
+        for variable in (names.TRIGGER_ENV, names.SYNC_ENV):
+            if any(isinstance(e, dict) and e.get("name") == variable for e in container.get("env") or []):
+                problems.append(f'container "{container["name"]}" already sets {variable}')
     return problems
 
 
@@ -257,7 +289,8 @@ def _wrap(path: str, container: dict, wrapping: Wrapping, settings: ContainerSet
     """The operations that wrap one container; what it had before goes into `original`."""
     name, resolved = container["name"], wrapping.resolved
     before = original[name] = {"command": container.get("command"), "args": container.get("args")}
-    command = wrapper_command(name, resolved.program, settings, wrapping.stop_signal, config.default_exit_policy)
+    command = wrapper_command(name, resolved.program, settings, wrapping.stop_signal, config.default_exit_policy,
+                              wrapping.sync)
     ops = [{"op": "replace" if "command" in container else "add", "path": f"{path}/command", "value": command}]
     if resolved.args is not None:
         ops.append({"op": "replace" if "args" in container else "add", "path": f"{path}/args", "value": resolved.args})
@@ -265,6 +298,8 @@ def _wrap(path: str, container: dict, wrapping: Wrapping, settings: ContainerSet
                    {"name": names.VOLUME, "mountPath": names.MOUNT_PATH, "readOnly": True},
                    {"name": names.TRIGGER_VOLUME, "mountPath": names.TRIGGER_DIR})
     env = [{"name": names.TRIGGER_ENV, "value": names.trigger_file(name)}]
+    if wrapping.sync:
+        env.append({"name": names.SYNC_ENV, "value": names.sync_file(name)})
     change = wrapping.path
     if change is not None and change.index is None:
         env.append({"name": "PATH", "value": change.value})  # last: earlier $(VAR) references keep their meaning

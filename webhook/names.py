@@ -17,7 +17,7 @@ INIT_CONTAINER = "restart-process-install"
 MOUNT_PATH = "/restart-process"
 WRAPPER_PATH = f"{MOUNT_PATH}/restart-wrapper"
 # `install` also lays down tar, rm and test here, links to the wrapper (one multi-call binary), for
-# live update into images that have neither; the webhook appends this directory to PATH.
+# live update into images that have neither; the webhook puts this directory on PATH (synctools.py).
 TOOLS_DIR = f"{MOUNT_PATH}/bin"
 # Where the wrapper image keeps the binary that `install` copies into the volume.
 IMAGE_WRAPPER_PATH = "/restart-wrapper"
@@ -35,10 +35,18 @@ TRIGGER_ENV = "RESTART_WRAPPER_RESTART_FILE"
 TRIGGER_VOLUME_SIZE = "1Mi"
 # Where Tilt's restart_process extension (and the wrapper, by default) expect the restart file.
 DEFAULT_RESTART_FILE = "/tmp/.restart-proc"
+# restart-on-sync: the sync tools (tar, rm) report a finished sync into the file this variable
+# names, beside the restart file; the wrapper watches it (`--sync-file`) and hides the variable
+# from the program, so only exec'd processes (the sync) report.
+SYNC_ENV = "RESTART_WRAPPER_SYNC_FILE"
 
 
 def trigger_file(container: str) -> str:
     return f"{TRIGGER_DIR}/{container}.restart"
+
+
+def sync_file(container: str) -> str:
+    return f"{TRIGGER_DIR}/{container}.sync"
 
 
 def is_our_volume(volume: dict) -> bool:

@@ -107,7 +107,7 @@ def test_explicit_image_volume_is_stored_as_inject_renders_it(api, core, webhook
     app = spec["containers"][0]
     assert app["command"][:2] == ["/restart-process/restart-wrapper", "run"]
     assert {"name": "restart-process", "mountPath": "/restart-process", "readOnly": True} in app["volumeMounts"]
-    assert {"name": "PATH", "value": "/bin:/restart-process/bin"} in app["env"]
+    assert {"name": "PATH", "value": "/restart-process/bin:/bin"} in app["env"]  # first: restart-on-sync
     assert delivery_of(stored) == {"mode": "image-volume", "reason": f"image-volume was asked for ({DELIVERY})"}
 
     # The same manifest through `restart-process inject`, defaulted by the same API server.
