@@ -230,7 +230,9 @@ def namespaced(request, multicall, tmp_path):
     """The wrapper as pid 1 of its own pid namespace, tools run into it as the exec API does."""
     if not IS_ROOT:
         pytest.skip("a pid namespace of the wrapper's own (unshare, nsenter) needs root")
-    pod = Pod(multicall, request.param, tmp_path, prefix=(UNSHARE, "--pid", "--fork", "--mount-proc"))
+    # --kill-child: should unshare die first (a failed test), the namespace dies with it.
+    pod = Pod(multicall, request.param, tmp_path,
+              prefix=(UNSHARE, "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"))
     # Our tools' sanitizer at exit (the leak check) starts a task of its own: a pid between a sync
     # and a trigger like any process that came and went. The supervisor keeps its leak check.
     pod.env = {**pod.env, "ASAN_OPTIONS": "detect_leaks=0"}

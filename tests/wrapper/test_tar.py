@@ -137,6 +137,7 @@ COMMANDS = {
     "tilt": lambda d: ["-C", str(d), "-x", "-f", "-"],
     "kubectl": lambda d: ["-xmf", "-", "-C", str(d)],
     "kubectl-no-preserve": lambda d: ["--no-same-permissions", "--no-same-owner", "-xmf", "-", "-C", str(d)],
+    "skaffold": lambda d: ["xmf", "-", "-C", str(d), "--no-same-owner"],  # Skaffold's sync, to the word
     "old-style": lambda d: ["xf", "-", "-C", str(d)],
     "old-style-C": lambda d: ["xCf", str(d), "-"],
     "bundled-C": lambda d: ["-xC", str(d), "-f-"],
@@ -170,7 +171,7 @@ def archive(name: str, gotar: Path) -> bytes:
 ARCHIVES = ["gnu-v7", "gnu-ustar", "gnu-gnu", "gnu-pax", "python-ustar", "python-gnu", "python-pax",
             "go-tilt", "go-kubectl", "go-pax", "go-gnu"]
 MATRIX = ([(a, "tilt") for a in ARCHIVES]
-          + [(a, c) for c in ("kubectl", "kubectl-no-preserve") for a in ("go-kubectl", "gnu-pax")]
+          + [(a, c) for c in ("kubectl", "kubectl-no-preserve", "skaffold") for a in ("go-kubectl", "gnu-pax")]
           + [(a, c) for c in ("old-style", "old-style-C", "bundled-C", "long", "attached", "verbose-p", "no-same-owner",
                               "same-owner")
              for a in ("gnu-pax",)])
