@@ -15,13 +15,34 @@
 
 static const char *const event_names[] = {"start", "done", "failed"};
 
+static long long number(const char *text, const char **end);
+
+/* The last pid the kernel handed out in our pid namespace: ours, and also every pid the runtime's
+ * exec took before it ran us (runc's `runc init` starts Go threads in the container, which take
+ * pids after ours and are gone by the time we run). Our own when it cannot be read. */
+static long last_pid(void)
+{
+	char text[24];
+	const char *end;
+	long long pid = -1;
+	int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, text, sizeof text - 1);
+		(void)close(fd); /* read only: nothing to lose */
+		text[n > 0 ? n : 0] = '\0';
+		pid = number(text, &end);
+	}
+	return pid > 0 ? (long)pid : (long)getpid();
+}
+
 int sync_report(const char *tool, enum sync_event event)
 {
 	const char *path = getenv(RW_SYNC_FILE_ENV);
 	if (path == NULL || path[0] == '\0')
 		return 0;
+	/* Read before the report is written: the restart it asks for takes pids after this one. */
 	char line[RW_SYNC_LINE_MAX], temporary[4200];
-	int len = snprintf(line, sizeof line, "%s %s %ld %lld\n", event_names[event], tool, (long)getpid(),
+	int len = snprintf(line, sizeof line, "%s %s %ld %lld\n", event_names[event], tool, last_pid(),
 			   (long long)rw_now_ms());
 	/* Beside it, then renamed over it: the supervisor reads a whole report or none. */
 	if (snprintf(temporary, sizeof temporary, "%s.%ld", path, (long)getpid()) >= (int)sizeof temporary) {
@@ -89,7 +110,7 @@ int sync_read(const char *path, struct sync_report *out, char *line)
 		rw_log("%s: not a sync report; ignored", path);
 		return -1;
 	}
-	*out = (struct sync_report){.event = (enum sync_event)event, .rm = rm, .pid = (long)pid, .ms = ms};
+	*out = (struct sync_report){.event = (enum sync_event)event, .rm = rm, .last_pid = (long)pid, .ms = ms};
 	return 0;
 }
 
@@ -101,9 +122,9 @@ bool sync_covers_trigger(const char *sync_file, int64_t *ago)
 		return false;
 	*ago = rw_now_ms() - last.ms;
 	long self = (long)getpid(), parent = (long)getppid();
-	if (*ago < 0 || *ago >= RW_SYNC_FOLD_MS || self <= last.pid || self - last.pid > FOLD_MAX_PIDS)
+	if (*ago < 0 || *ago >= RW_SYNC_FOLD_MS || self <= last.last_pid || self - last.last_pid > FOLD_MAX_PIDS)
 		return false;
-	for (long pid = last.pid + 1; pid < self; pid++) {
+	for (long pid = last.last_pid + 1; pid < self; pid++) {
 		/* Our own parent is let through: a shell a run step ran us from. */
 		long its_parent = pid == parent ? 1 : rw_parent_of(pid);
 		if (its_parent <= 0)

@@ -6,7 +6,8 @@
  * sync file: one line, replaced whole (written beside it, then renamed over it), so a reader
  * sees one report or the next, never half of one:
  *
- *     EVENT TOOL PID MS     start|done|failed, tar|rm, the tool's pid, CLOCK_MONOTONIC in ms
+ *     EVENT TOOL PID MS     start|done|failed, tar|rm, the last pid handed out in the container
+ *                           when the line was written, CLOCK_MONOTONIC in ms
  *
  * The supervisor acts on the latest line only. Reports that come too fast to be read one by
  * one fold into the last, and the last is the state that counts:
@@ -39,7 +40,7 @@ enum sync_event { SYNC_START, SYNC_DONE, SYNC_FAILED };
 struct sync_report {
 	enum sync_event event;
 	bool rm; /* reported by rm; otherwise by tar */
-	long pid;
+	long last_pid; /* the last pid handed out in the container as the report was written */
 	int64_t ms;
 };
 
@@ -53,10 +54,11 @@ int sync_read(const char *path, struct sync_report *out, char *line);
 
 /* Whether `trigger` would only repeat the restart the last sync asked for: that sync was a
  * `tar -x` that finished less than RW_SYNC_FOLD_MS ago, and no process has started in the
- * container since but the program's own. Every pid the kernel handed out in between (pids
- * are allocated in increasing order) must belong to a live process whose parent is in the
- * container: an exec (a Tilt run step, a `kubectl exec`) has its parent outside, and one
- * that has exited may have changed files. `*ago` is set to how long ago the sync finished. */
+ * container since but the program's own. Every pid the kernel handed out after the report and
+ * before ours (pids are allocated in increasing order) must belong to a live process whose
+ * parent is in the container: an exec (a Tilt run step, a `kubectl exec`) has its parent
+ * outside, and one that has exited may have changed files. `*ago` is set to how long ago the
+ * sync finished. */
 bool sync_covers_trigger(const char *sync_file, int64_t *ago);
 
 #endif

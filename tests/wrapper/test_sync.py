@@ -4,8 +4,8 @@ restarts on it, and what our tools do not implement goes to the image's own.
 The exec API runs tar and rm in the container's pid namespace with a parent outside it (the
 runtime's shim), so their parent pid reads 0 there. The fold of a late `trigger` depends on that,
 and on the pids the kernel hands out in that namespace, so those cases run the wrapper as pid 1
-of a pid namespace of its own (`unshare`) and every tool through `nsenter`, as a runtime's exec
-does. They need root; this machine's suite runs as root.
+of a pid namespace of its own (`unshare`) and every tool through `nsenter`, taking pids as runc's
+exec does (RUNC_INIT). They need root; this machine's suite runs as root.
 """
 
 from __future__ import annotations
@@ -33,6 +33,15 @@ RM_GRACE = 1.0  # RW_SYNC_RM_GRACE_MS
 FOLD_WINDOW = 2.0  # RW_SYNC_FOLD_MS
 # By their full paths: the pods' PATH holds only the tools directory and what the test puts after it.
 UNSHARE, NSENTER = shutil.which("unshare"), shutil.which("nsenter")
+# An exec the way runc makes one: `runc init` is the first process of the exec in the container's
+# pid namespace, starts Go threads there (5 pids more, after its own), and then becomes the
+# command, with its first pid. Seen in real pods: each `kubectl exec` takes 6 or 7 pids.
+RUNC_INIT = ("import os, sys, threading\n"
+             "for _ in range(5):\n"
+             "    thread = threading.Thread(target=lambda: None)\n"
+             "    thread.start()\n"
+             "    thread.join()\n"
+             "os.execv(sys.argv[1], sys.argv[1:])\n")
 
 
 def archive(files: dict[str, bytes]) -> bytes:
@@ -66,8 +75,10 @@ class Pod:
                                options=(f"--sync-file={self.sync_file}", *options))
 
     def enter(self, pid: int) -> None:
-        """Run every tool inside the pid (and mount) namespace of process `pid`."""
-        self.prefix = (NSENTER, "-t", str(pid), "-p", "-m", "--")
+        """Run every tool inside the pid (and mount) namespace of process `pid`, as runc's exec
+        does: the process first takes a few pids more for threads that are gone when it becomes
+        the tool (RUNC_INIT)."""
+        self.prefix = (NSENTER, "-t", str(pid), "-p", "-m", "--", sys.executable, "-c", RUNC_INIT)
 
     def exec(self, tool: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
         argv = [str(self.tools / "restart-wrapper"), "trigger"] if tool == "trigger" else [str(self.tools / tool)]
