@@ -25,7 +25,7 @@ from kubernetes import client, config
 
 from tests.support import kind as kind_support
 from tests.support.kind import RELEASE_NAMESPACE as SYSTEM, WEBHOOK_DEPLOYMENT as FULLNAME, install_as_the_readme_says
-from tests.support.live_update import WRAPPER, Cluster, Start, deploy, example_deployment, tilt_way, watch_way
+from tests.support.live_update import WRAPPER, Cluster, Start, deploy, example_deployment, sync_way, tilt_way, watch_way
 from tests.support.paths import ROOT
 from tests.support.tilt import Tilt
 from tests.support.waiting import wait_until
@@ -142,9 +142,10 @@ def test_helm_test_passes(installed, kind, core):
 
 
 def test_the_example_app_is_injected_by_the_in_cluster_webhook_and_restarts_in_place(installed, apps, example_image):
-    """kubectl cp + `restart-wrapper trigger` (the Tilt way), and kubectl cp alone into a watched
-    directory: the program re-executed, the same container, restartCount 0, the file kept."""
-    for way in (tilt_way, watch_way):
+    """kubectl cp alone (restart-on-sync, the default), kubectl cp + `restart-wrapper trigger`, and
+    kubectl cp alone into a watched directory: the program re-executed, the same container,
+    restartCount 0, the file kept."""
+    for way in (sync_way, tilt_way, watch_way):
         evidence = way(apps, example_image)
         assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1], evidence
         assert evidence["pid1"][0] == WRAPPER

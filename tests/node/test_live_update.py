@@ -1,7 +1,9 @@
 """The product's core claim in real pods on a real node: the webhook wraps the program, and a
 sync re-executes it inside the running container -- driven by kubectl as Tilt drives it.
 
-Items 2 and 3 are tests/support/live_update.py, the scenario the kind e2e runs too.
+The three ways a sync re-runs the program -- the sync alone (restart-on-sync), the trigger, the
+watch -- are tests/support/live_update.py's, the scenario the kind e2e runs too.
+(tests/node/test_restart_on_sync.py takes restart-on-sync through its other cases.)
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import re
 
 import pytest
 
-from tests.support.live_update import WRAPPER, ScenarioFailure, deploy, example_deployment, tilt_way, watch_way
+from tests.support.live_update import (WRAPPER, ScenarioFailure, deploy, example_deployment, sync_way, tilt_way,
+                                       watch_way)
 from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, assert_delivered, pod, program_of, wait_running, wrapped
 
 
@@ -41,8 +44,14 @@ def test_a_deployment_without_command_runs_through_the_wrapper(restricted, node_
     assert start.pid != 1, "the program is PID 1: it is not running under the wrapper"
 
 
+def test_restart_on_sync_kubectl_cp_alone_restarts(restricted, node_images):
+    evidence = sync_way(restricted, node_images.app)
+    assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1]
+
+
 @pytest.mark.both_runtimes
 def test_the_tilt_way_kubectl_cp_then_trigger(restricted, node_images):
+    """restart-on-sync "false", as for live updates whose run steps build: the trigger restarts."""
     evidence = tilt_way(restricted, node_images.app)
     assert evidence["restartCount"] == 0 and evidence["pids"][0] != evidence["pids"][1]
 

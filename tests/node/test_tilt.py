@@ -3,13 +3,16 @@
 No Docker anywhere: the Tiltfile's custom_build (build.sh) compiles the example app, lays it on
 a base with crane and pushes it to the local registry; the pod has no `command`, so the webhook
 reads ENTRYPOINT from that registry; containerd pulls over plain HTTP on loopback. Two bases:
-none at all (`scratch`: no shell, no tar, no rm -- the wrapper's own serve Tilt's sync, found on
-the PATH the webhook appended to) and busybox (the image's own tar and rm come first).
+none at all (`scratch`: no shell, no tar, no rm -- the wrapper's own serve Tilt's sync) and
+busybox (which has its own tar and rm); in both, the wrapper's come first on the PATH the
+webhook set, as restart-on-sync (the default) needs.
 Then each edit of the synced data/greeting.txt is Tilt's live_update -- `tar` into the container
-through the exec API, then `run(['/restart-process/restart-wrapper', 'trigger'])` -- and the
+through the exec API, and no run step: the finished sync is what restarts the program -- and the
 program, which reads that file once at start, must print the new greeting from a new process in
 the same container. Deleting the file makes Tilt `rm -rf` it in the container (an exec of `rm`,
-no shell), and the next start prints the app's no-file greeting.
+no shell), then run its `tar`, and the next start prints the app's no-file greeting.
+(tests/node/test_restart_on_sync.py counts those restarts exactly, and takes restart-on-sync
+through its other cases.)
 """
 
 from __future__ import annotations
@@ -107,12 +110,15 @@ def test_tilt_up_reruns_the_program_in_place_on_each_edit_and_deletion(tilt, res
     # All of it in place: the same pod and container, running, the wrapper still PID 1.
     assert "running" in cluster.container_status(pod)["state"]
     assert cluster.get("pod", pod)["metadata"]["uid"] == uid and running_pod(cluster)["metadata"]["uid"] == uid
-    assert cluster.logs(pod).count("restarting /app/bin/example") == 3, cluster.logs(pod)
+    logs = cluster.logs(pod)
+    assert logs.count("restarting /app/bin/example") == 3, logs
+    assert logs.count("restarting /app/bin/example: a sync finished (tar -x)") == 3, logs
     if shell:
         assert cluster.pid1(pod)[0] == WRAPPER
-    # ...and by live updates only: one image build, two syncs, one deletion, three triggers.
+    # ...and by live updates only: one image build, two syncs, one deletion, and no run step: the
+    # syncs alone restarted the program.
     output = tilt.output()
     assert output.count("STEP 1/3 — Building Custom Build") == 1, output
     assert output.count("Will copy 1 file(s) to container") == 2, output
     assert output.count("Will delete 1 file(s) from container") == 1, output
-    assert output.count("[CMD 1/1] /restart-process/restart-wrapper trigger") == 3, output
+    assert "[CMD" not in output, output

@@ -2,13 +2,17 @@
 
 tests/node runs it on a kubelet on this machine (no Docker); tests/e2e runs it on kind, with the
 webhook installed by the chart. It deploys examples/app/k8s.yaml -- the example app, opted in, restricted-compliant -- and syncs
-files in the two ways Tilt does, checking each time that the program was re-executed inside the
-same container:
+files in the three ways a sync can re-run the program, checking each time that the program was
+re-executed inside the same container:
 
-- the Tilt way (examples/tilt): `kubectl cp` a file in (tar through the exec API, as Tilt's
-  sync does), then `kubectl exec ... /restart-process/restart-wrapper trigger` (Tilt's `run`
-  step; no shell in the command);
-- watch mode (examples/tilt-watch, Skaffold): `kubectl cp` alone, into the watched directory.
+- restart-on-sync (examples/tilt, the webhook's default): `kubectl cp` alone (tar through the exec
+  API, as Tilt's sync does); the wrapper's tar, first on the container's PATH, reports the finished
+  sync and the wrapper restarts the program;
+- the trigger (a Tilt `run` step, for live updates that build in the container): with
+  restart-on-sync "false", `kubectl cp` a file in, then `kubectl exec ...
+  /restart-process/restart-wrapper trigger` (no shell in the command);
+- watch mode (examples/tilt-watch, Skaffold): with restart-on-sync "false", `kubectl cp` alone, into
+  the watched directory.
 
 Needs only kubectl, a cluster with the webhook installed, and the example image; PyYAML is the
 only dependency beyond the standard library (and tests.support.waiting).
@@ -104,9 +108,13 @@ class Cluster:
             raise ScenarioFailure(f"{failure}\n--- logs of {pod}:\n{self.logs(pod, container)}") from None
 
 
-def example_deployment(name: str, image: str, watch: bool) -> dict:
-    """examples/app/k8s.yaml under another name and image; without its watch annotation (the
-    Tilt way, where the trigger is the only restart) or with it (watch mode)."""
+RESTART_ON_SYNC = "restart-process.dev/restart-on-sync"
+
+
+def example_deployment(name: str, image: str, watch: bool, restart_on_sync: bool = True) -> dict:
+    """examples/app/k8s.yaml under another name and image; without its watch annotation or with it
+    (watch mode); with restart-on-sync, the webhook's default, or with it "false" (the trigger, or
+    the watch, is then the only restart)."""
     deployment = next(d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d and d["kind"] == "Deployment")
     deployment["metadata"]["name"] = name
     deployment["metadata"]["labels"] = {"app": name}
@@ -116,6 +124,8 @@ def example_deployment(name: str, image: str, watch: bool) -> dict:
     if not watch:
         template["metadata"]["annotations"].pop("restart-process.dev/watch")
         template["metadata"]["annotations"].pop("restart-process.dev/debounce", None)
+    if not restart_on_sync:
+        template["metadata"]["annotations"][RESTART_ON_SYNC] = "false"
     for container in template["spec"]["containers"]:
         container["image"] = image
     return deployment
@@ -172,13 +182,25 @@ def _sync_greeting(cluster: Cluster, pod: str, what: str) -> str:
     return synced
 
 
-def tilt_way(cluster: Cluster, image: str, name: str = "example-trigger") -> dict:
-    """Sync with kubectl cp, restart with `restart-wrapper trigger` through kubectl exec."""
+def sync_way(cluster: Cluster, image: str, name: str = "example-sync") -> dict:
+    """Sync with kubectl cp, nothing else: restart-on-sync, the webhook's default."""
     pod = deploy(cluster, example_deployment(name, image, watch=False))
+    before = cluster.starts(pod)[0]
+    synced = _sync_greeting(cluster, pod, "synced alone")
+    evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
+    if "restarting /app/bin/example: a sync finished (tar -x)" not in cluster.logs(pod):
+        raise ScenarioFailure(f"the wrapper did not log a restart for the finished sync:\n{cluster.logs(pod)}")
+    return evidence
+
+
+def tilt_way(cluster: Cluster, image: str, name: str = "example-trigger") -> dict:
+    """Sync with kubectl cp, restart with `restart-wrapper trigger` through kubectl exec, with
+    restart-on-sync "false" (as for a live update whose run steps build in the container)."""
+    pod = deploy(cluster, example_deployment(name, image, watch=False, restart_on_sync=False))
     before = cluster.starts(pod)[0]
     synced = _sync_greeting(cluster, pod, "synced for the trigger")
     if len(cluster.starts(pod)) != 1:
-        raise ScenarioFailure("the program restarted before the trigger, with no watch configured")
+        raise ScenarioFailure("the program restarted before the trigger, with no watch and restart-on-sync off")
     cluster.exec(pod, WRAPPER, "trigger")
     evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
     if not re.search(r"restarting /app/bin/example: .* changed", cluster.logs(pod)):
@@ -187,8 +209,9 @@ def tilt_way(cluster: Cluster, image: str, name: str = "example-trigger") -> dic
 
 
 def watch_way(cluster: Cluster, image: str, name: str = "example-watch") -> dict:
-    """Sync with kubectl cp into the watched directory; nothing else."""
-    pod = deploy(cluster, example_deployment(name, image, watch=True))
+    """Sync with kubectl cp into the watched directory; nothing else, and restart-on-sync "false":
+    the watch alone restarts the program."""
+    pod = deploy(cluster, example_deployment(name, image, watch=True, restart_on_sync=False))
     before = cluster.starts(pod)[0]
     synced = _sync_greeting(cluster, pod, "synced into the watched directory")
     evidence = _restarted_in_place(cluster, pod, before, synced, "/app/data/greeting.txt")
