@@ -6,8 +6,8 @@ project builds), the chart installed as the README says, and two `tilt up`s of e
 by side, in namespaces of their own:
 
   live update   examples/tilt as it is: `compile` builds the binary on this machine, the
-                live_update syncs it into the running container and `restart-wrapper trigger`
-                re-runs it;
+                live_update syncs it into the running container, and the finished sync re-runs
+                it (restart-on-sync: no run step);
   full rebuild  the same Tiltfile without its live_update -- Tilt's default for docker_build --
                 so the new binary is built into a new image, loaded into kind (`kind load`, as
                 Tilt does on kind) and rolled out in a new pod.
