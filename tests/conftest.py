@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -17,6 +18,14 @@ def in_ci() -> bool:
 def pytest_configure(config):
     # Per-suite timeouts, and a run without root that says (and fails on) what it could not test.
     session_rules.register(config)
+    # Started as a background job of a non-interactive shell (`make test &` in a script), the run
+    # inherits SIGINT and SIGQUIT ignored, and an ignored signal stays ignored across exec: the
+    # wrapper and the programs the tests start would never see them. Give the run the
+    # dispositions a terminal's would have (children of this process then get the default).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     # UPDATE_GOLDEN writes the code's output over the golden files and then compares it with itself.
     if os.environ.get("UPDATE_GOLDEN") and in_ci():
         raise pytest.UsageError(
