@@ -4,6 +4,8 @@
  * single directory descriptor however deep the tree: each directory's names are read whole
  * before anything in it is removed, and the way back up is "..", checked against the device
  * and inode seen on the way down. Prompts are never asked, as with -f.
+ * An option it does not implement sends the command line to the image's own rm (handoff.h). A
+ * removal is reported to the wrapper as it starts and as it ends, done or failed (sync.h).
  */
 #include "rm.h"
 

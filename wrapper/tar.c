@@ -13,6 +13,8 @@
  *      executable is replaced rather than written to (no ETXTBSY);
  *   5. owner, mode and times; directories' at the very end, deepest first, so extracting into
  *      them does not change their times and a read-only one can still be filled.
+ * A command line it does not implement goes to the image's own tar (handoff.h). An extraction
+ * is reported to the wrapper as it starts and as it ends, done or failed (sync.h).
  */
 #include "tar.h"
 
