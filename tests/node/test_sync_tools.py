@@ -107,9 +107,11 @@ def test_the_image_path_runtime_default_is_what_the_webhook_adds_to(cluster, nod
         return next(line for line in lines if line.startswith("PATH="))[len("PATH="):]
 
     def program_path(name: str) -> str:
-        """PATH in the environment of the program, the wrapper's first child (pid 2 there)."""
-        assert cluster.exec(name, "cat", "/proc/2/cmdline").split("\0")[0] == "sleep"
-        variables = cluster.exec(name, "cat", "/proc/2/environ").split("\0")
+        """PATH in the environment of the program: the wrapper's (pid 1's) one child. (Not pid 2:
+        runc's init takes pids for its threads before it becomes the wrapper.)"""
+        (program,) = cluster.exec(name, "cat", "/proc/1/task/1/children").split()
+        assert cluster.exec(name, "cat", f"/proc/{program}/cmdline").split("\0")[0] == "sleep"
+        variables = cluster.exec(name, "cat", f"/proc/{program}/environ").split("\0")
         return next(v for v in variables if v.startswith("PATH="))[len("PATH="):]
 
     assert path_of("plain") == RUNTIME_DEFAULT_PATH

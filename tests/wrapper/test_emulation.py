@@ -102,7 +102,8 @@ def test_the_emulated_build_passes_on_the_signals_it_inherited(emulated, tmp_pat
     assert result.returncode == 0, result.stderr
     # Searched for anywhere: the processes' lines can interleave (a call's result is written after it returns).
     text = "\n".join(log)
-    masks = list(re.finditer(r"(\d+) rt_sigprocmask\(SIG_SETMASK,(0x[0-9a-f]+),(0x[0-9a-f]+|NULL)\)", text))
+    # \s*: another process's line can land inside this one, between "(" and its arguments.
+    masks = list(re.finditer(r"(\d+) rt_sigprocmask\(\s*SIG_SETMASK,(0x[0-9a-f]+),(0x[0-9a-f]+|NULL)\)", text))
     wrapper_pid, _, saved = masks[0].groups()  # the first: block every signal, save the inherited mask
     assert saved != "NULL"
     execs = list(re.finditer(r"(\d+) execve\(\"/bin/true\"", text))
