@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +93,15 @@ long rw_parent_of(long pid)
 	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so parse after the last ')'. */
 	char *close_paren = strrchr(stat, ')');
 	return close_paren != NULL ? stat_ppid(close_paren + 1) : -1;
+}
+
+int rw_open_self(void)
+{
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	const char *execfn = (const char *)getauxval(AT_EXECFN);
+	return execfn ? open(execfn, O_RDONLY | O_CLOEXEC) : -1;
 }
 
 int64_t rw_now_ms(void)

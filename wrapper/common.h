@@ -29,6 +29,10 @@ int rw_write_all(int fd, const void *data, size_t len);
  * exec's is), or -1 when there is no such process or no /proc. */
 long rw_parent_of(long pid);
 
+/* Our own executable, opened read-only: /proc/self/exe when /proc is mounted, else the path we
+ * were run by. -1 with errno set when neither opens. */
+int rw_open_self(void);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t rw_now_ms(void);
 

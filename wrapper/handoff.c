@@ -1,7 +1,8 @@
 /* Handing a command line to the image's own tar, rm or test (see handoff.h). */
 #include "handoff.h"
 
-#include <fcntl.h>
+#include "common.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static bool found(const char *dir, size_t len, const char *name, const struct st
  * of it would see qemu itself. */
 static int stat_self(struct stat *self)
 {
-	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int fd = rw_open_self();
 	if (fd < 0)
 		return -1;
 	int status = fstat(fd, self);

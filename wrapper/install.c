@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,16 +39,6 @@ static int make_dirs(const char *dir)
 			return 0;
 		*p = '/';
 	}
-}
-
-/* Our own executable: /proc/self/exe when /proc is mounted, else the path we were run by. */
-static int open_self(void)
-{
-	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	const char *execfn = (const char *)getauxval(AT_EXECFN);
-	return execfn ? open(execfn, O_RDONLY | O_CLOEXEC) : -1;
 }
 
 /* Closing a descriptor we only read from cannot lose data; a failure is still worth a line. */
@@ -108,7 +97,7 @@ int install(const char *dir)
 		rw_log("install: path too long: %s", dir);
 		return 1;
 	}
-	int in = open_self();
+	int in = rw_open_self();
 	if (in < 0) {
 		rw_log("install: cannot open this executable: %s", strerror(errno));
 		return 1;

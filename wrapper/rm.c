@@ -357,9 +357,8 @@ int rm_main(int argc, char **argv)
 		} else if (arg[1] == '-') {
 			while (*p != '\0' && strcmp(p + 1, arg + 2) != 0)
 				p += strlen(p) + 1;
-			if (*p == '\0')
-				hand_off("rm", argc, argv); /* not ours: the image's rm, if it has one */
 			if (*p == '\0') {
+				hand_off("rm", argc, argv); /* not ours: the image's rm, if it has one */
 				say("unrecognized option '%s'", arg);
 				status = usage_error();
 			} else if (*p == 'h') {

@@ -15,7 +15,17 @@
 
 static const char *const event_names[] = {"start", "done", "failed"};
 
-static long long number(const char *text, const char **end);
+/* Digits to a number, the text after them in *end; -1 for no digits. At most 18 are read, so
+ * *end shows any more. */
+static long long number(const char *text, const char **end)
+{
+	long long value = 0;
+	const char *p = text;
+	for (; *p >= '0' && *p <= '9' && p - text < 18; p++)
+		value = value * 10 + (*p - '0');
+	*end = p;
+	return p > text ? value : -1;
+}
 
 /* The last pid the kernel handed out in our pid namespace: ours, and also every pid the runtime's
  * exec took before it ran us (runc's `runc init` starts Go threads in the container, which take
@@ -63,17 +73,6 @@ int sync_report(const char *tool, enum sync_event event)
 		rw_log_as(tool, "cannot remove %s: %s", temporary, strerror(errno));
 	rw_log_as(tool, "cannot tell restart-wrapper of the sync: %s: %s", path, strerror(error));
 	return -1;
-}
-
-/* Digits to a number; the text after them in *end. -1 for no digits, or too many. */
-static long long number(const char *text, const char **end)
-{
-	long long value = 0;
-	const char *p = text;
-	for (; *p >= '0' && *p <= '9' && p - text < 18; p++)
-		value = value * 10 + (*p - '0');
-	*end = p;
-	return p > text ? value : -1;
 }
 
 int sync_read(const char *path, struct sync_report *out, char *line)

@@ -167,13 +167,12 @@ static int long_option(struct tar *t, int argc, char **argv, int *i)
 	const char *equals = strchrnul(name, '=');
 	int len = (int)(equals - name);
 	const char *entry = lookup(LONG_OPTIONS, 1, name, (size_t)len);
-	if (entry == NULL)
-		not_ours(t);
-	if (entry == NULL && lookup(UNSUPPORTED_LONG, 0, name, (size_t)len) != NULL) {
-		say("--%.*s%s", len, name, NOT_SUPPORTED);
-		return 2;
-	}
 	if (entry == NULL) {
+		not_ours(t);
+		if (lookup(UNSUPPORTED_LONG, 0, name, (size_t)len) != NULL) {
+			say("--%.*s%s", len, name, NOT_SUPPORTED);
+			return 2;
+		}
 		say("unrecognized option '%s'", argv[*i]);
 		return usage_error(USAGE);
 	}
