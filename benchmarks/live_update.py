@@ -76,7 +76,7 @@ from tests.node.images import ImageBuilder
 from tests.node.node import Node, NodeControlPlane, clean_stale
 from tests.support.binaries import find_binary
 from tests.support.tilt import Tilt, crane_example_settings
-from tests.support.live_update import WRAPPER, Cluster, ScenarioFailure
+from tests.support.live_update import RESTART_ON_SYNC, WRAPPER, Cluster, ScenarioFailure
 from tests.support.registry import Registry
 from tests.support.waiting import wait_until
 from tests.support.webhook_server import WebhookServer, delivery_of, wait_for_mutation
@@ -85,7 +85,6 @@ from webhook.registration import webhook_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_YAML = ROOT / "examples" / "tilt-crane" / "k8s.yaml"
-RESTART_ON_SYNC = "restart-process.dev/restart-on-sync"
 # The Tilt edits' modes: each a Deployment, image and Tilt resource named edit-MODE, synced from
 # data-MODE; its pod's annotations, and whether its live_update ends with the trigger run step.
 MODES = {

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live_update import NO_GREETING, WRAPPER, Cluster, ScenarioFailure, Start
+from tests.support.live_update import NO_GREETING, RESTART_ON_SYNC, WRAPPER, Cluster, ScenarioFailure, Start
 from tests.support.tilt import Tilt, crane_example_settings
 from webhook.synctools import RUNTIME_DEFAULT_PATH
 from .pods import RESTRICTED_CONTAINER, RESTRICTED_POD, pod, shell_pod, wait_running
@@ -37,7 +37,6 @@ SETTLE = 3.0  # seconds with no further start: 3x the rm's 1 s grace
 TOOLS = "/restart-process/bin"
 SYNC_FILE = "/run/restart-process/app.sync"  # the webhook's, for the container named app
 SYNC_ENV = "RESTART_WRAPPER_SYNC_FILE"
-RESTART_ON_SYNC = "restart-process.dev/restart-on-sync"
 RESTARTING = re.compile(r"restart-wrapper: restarting /app/bin/example: (.*)")
 BY_TAR = "a sync finished (tar -x)"
 EXAMPLE = "tilt-crane"
